@@ -1,0 +1,900 @@
+/* sql/durable--0.1.0.sql: schema, SQL API and internal functions of durable */
+
+\echo Use "CREATE EXTENSION durable" to load this file. \quit
+
+/*
+ * ---------------------------------------------------------------------------
+ * C entry points
+ * ---------------------------------------------------------------------------
+ */
+
+CREATE FUNCTION durable.new_invocation_id(service text, key text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'durable_new_invocation_id'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE FUNCTION durable.invocation_id_bytes(invocation_id text)
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'durable_invocation_id_bytes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION durable.decode_entry(entry_type integer, raw bytea)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'durable_decode_entry'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+CREATE FUNCTION durable.entry_type_name(entry_type integer)
+RETURNS text
+AS 'MODULE_PATHNAME', 'durable_entry_type_name'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- Fetches GET {uri}/discover; headers are "name: value" lines.  Returns
+-- {"manifest": ..., "http_version": ..., "server": ...}.
+CREATE FUNCTION durable._discover(uri text, headers text[], http_version text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'durable_discover'
+LANGUAGE C VOLATILE;
+
+-- Encodes the Input command (journal entry 0) for an invocation.
+CREATE FUNCTION durable._input_entry(input bytea, header_names text[],
+                                     header_values text[])
+RETURNS bytea
+AS 'MODULE_PATHNAME', 'durable_input_entry'
+LANGUAGE C IMMUTABLE;
+
+-- Wakes the dispatchers when the current transaction commits.
+CREATE FUNCTION durable._wake_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'durable_wake_at_commit'
+LANGUAGE C VOLATILE;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Tables.  These are the durable state of the runtime; the views further
+ * down are the supported way to read them.
+ * ---------------------------------------------------------------------------
+ */
+
+CREATE TABLE durable.deployment (
+    id                  text PRIMARY KEY,
+    uri                 text NOT NULL UNIQUE,
+    headers             jsonb NOT NULL DEFAULT '{}',
+    http_version        text CHECK (http_version IN ('1.1', '2')),
+    protocol_mode       text NOT NULL,
+    min_protocol_version integer NOT NULL,
+    max_protocol_version integer NOT NULL,
+    protocol_version    integer NOT NULL,
+    sdk_version         text,
+    manifest            jsonb NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE durable.service (
+    name                text PRIMARY KEY,
+    deployment_id       text NOT NULL REFERENCES durable.deployment (id),
+    ty                  text NOT NULL
+                        CHECK (ty IN ('service', 'virtual_object', 'workflow')),
+    revision            integer NOT NULL DEFAULT 1,
+    options             jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE durable.handler (
+    service_name        text NOT NULL REFERENCES durable.service (name)
+                        ON DELETE CASCADE,
+    name                text NOT NULL,
+    ty                  text CHECK (ty IN ('exclusive', 'shared', 'workflow')),
+    options             jsonb NOT NULL DEFAULT '{}',
+    PRIMARY KEY (service_name, name)
+);
+
+CREATE TABLE durable.invocation (
+    id                  text PRIMARY KEY,
+    service_name        text NOT NULL,
+    handler_name        text NOT NULL,
+    service_key         text,
+    service_ty          text NOT NULL,
+    handler_ty          text,
+    status              text NOT NULL
+                        CHECK (status IN ('pending', 'scheduled', 'ready', 'running',
+                                          'backing-off', 'suspended', 'paused',
+                                          'completed')),
+    idempotency_key     text,
+    invoked_by          text NOT NULL DEFAULT 'ingress',
+    invoked_by_id       text,
+    pinned_deployment_id text,
+    protocol_version    integer,
+    random_seed         bigint NOT NULL,
+    journal_size        integer NOT NULL DEFAULT 0,
+    -- when a dispatcher may next start an attempt (ready, scheduled, backing-off)
+    run_at              timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    modified_at         timestamptz NOT NULL DEFAULT now(),
+    scheduled_start_at  timestamptz,
+    running_at          timestamptz,
+    completed_at        timestamptz,
+    -- failed attempts over the whole life of the invocation
+    retry_count         integer NOT NULL DEFAULT 0,
+    -- failed attempts since the journal last grew (sent in StartMessage)
+    retry_count_since_last_stored_entry integer NOT NULL DEFAULT 0,
+    last_stored_entry_at timestamptz NOT NULL DEFAULT now(),
+    next_retry_at       timestamptz,
+    last_failure        text,
+    last_failure_error_code integer,
+    -- what a suspended invocation waits for
+    waiting_completions integer[],
+    waiting_signals     integer[],
+    waiting_named_signals text[],
+    -- dispatcher slot that owns the running attempt
+    claimed_by          integer,
+    completion_result   text CHECK (completion_result IN ('success', 'failure')),
+    completion_failure  text,
+    completion_failure_code integer,
+    output              bytea
+);
+
+CREATE INDEX invocation_runnable_idx ON durable.invocation (run_at)
+    WHERE status IN ('ready', 'scheduled', 'backing-off');
+CREATE INDEX invocation_claimed_idx ON durable.invocation (claimed_by)
+    WHERE status = 'running';
+CREATE UNIQUE INDEX invocation_idempotency_idx
+    ON durable.invocation (service_name, coalesce(service_key, ''), handler_name,
+                           idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE durable.journal_entry (
+    invocation_id       text NOT NULL REFERENCES durable.invocation (id)
+                        ON DELETE CASCADE,
+    index               integer NOT NULL,
+    entry_type          integer NOT NULL,
+    name                text,
+    -- commands: the completion id they wait for; notifications: the one they carry
+    completion_id       integer,
+    signal_id           integer,
+    signal_name         text,
+    raw                 bytea NOT NULL,
+    appended_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (invocation_id, index)
+);
+
+CREATE TABLE durable.state_entry (
+    service_name        text NOT NULL,
+    service_key         text NOT NULL,
+    key                 text NOT NULL,
+    value               bytea NOT NULL,
+    PRIMARY KEY (service_name, service_key, key)
+);
+
+/*
+ * ---------------------------------------------------------------------------
+ * Views
+ * ---------------------------------------------------------------------------
+ */
+
+-- Output bytes as jsonb when they are JSON, else NULL.
+CREATE FUNCTION durable._bytes_to_jsonb(b bytea)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF b IS NULL OR length(b) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN convert_from(b, 'UTF8')::jsonb;
+EXCEPTION WHEN others THEN
+    RETURN NULL;
+END;
+$$;
+
+CREATE VIEW durable.deployments AS
+SELECT d.id, d.uri, d.protocol_mode, d.http_version,
+       d.min_protocol_version, d.max_protocol_version, d.protocol_version,
+       d.sdk_version, d.headers, d.created_at, d.updated_at,
+       (SELECT array_agg(s.name ORDER BY s.name) FROM durable.service s
+         WHERE s.deployment_id = d.id) AS services
+  FROM durable.deployment d;
+
+CREATE VIEW durable.services AS
+SELECT s.name, s.ty, s.deployment_id, s.revision, d.uri AS deployment_uri,
+       s.options
+  FROM durable.service s JOIN durable.deployment d ON d.id = s.deployment_id;
+
+CREATE VIEW durable.handlers AS
+SELECT h.service_name, h.name, h.ty, s.ty AS service_ty, s.deployment_id,
+       h.options
+  FROM durable.handler h JOIN durable.service s ON s.name = h.service_name;
+
+CREATE VIEW durable.invocations AS
+SELECT i.id,
+       i.service_name || '/' ||
+         CASE WHEN i.service_key IS NOT NULL THEN i.service_key || '/' ELSE '' END ||
+         i.handler_name AS target,
+       i.service_name AS target_service_name,
+       i.service_key AS target_service_key,
+       i.handler_name AS target_handler_name,
+       i.service_ty AS target_service_ty,
+       i.status,
+       i.idempotency_key,
+       i.invoked_by,
+       i.invoked_by_id,
+       i.pinned_deployment_id,
+       i.journal_size,
+       i.created_at,
+       i.modified_at,
+       i.scheduled_start_at,
+       i.running_at,
+       i.completed_at,
+       i.retry_count,
+       i.next_retry_at,
+       i.last_failure,
+       i.last_failure_error_code,
+       i.completion_result,
+       i.completion_failure,
+       i.completion_failure_code,
+       durable._bytes_to_jsonb(i.output) AS output,
+       i.output AS output_raw
+  FROM durable.invocation i;
+
+CREATE VIEW durable.journal AS
+SELECT j.invocation_id AS id,
+       j.index,
+       durable.entry_type_name(j.entry_type) AS entry_type,
+       CASE WHEN j.entry_type >= 32768 AND j.entry_type < 64512
+            THEN 'notification' ELSE 'command' END AS entry_kind,
+       j.name,
+       CASE
+         WHEN j.entry_type >= 32768 AND j.entry_type < 64512 THEN true
+         WHEN j.completion_id IS NULL THEN true
+         ELSE EXISTS (SELECT 1 FROM durable.journal_entry n
+                       WHERE n.invocation_id = j.invocation_id
+                         AND n.entry_type >= 32768 AND n.entry_type < 64512
+                         AND n.completion_id = j.completion_id
+                         AND n.entry_type <> 32782)
+       END AS completed,
+       j.completion_id,
+       j.appended_at,
+       j.raw,
+       durable.decode_entry(j.entry_type, j.raw) AS entry
+  FROM durable.journal_entry j;
+
+CREATE VIEW durable.state AS
+SELECT service_name, service_key, key,
+       CASE WHEN durable._bytes_to_jsonb(value) IS NOT NULL
+            THEN convert_from(value, 'UTF8') END AS value_utf8,
+       value
+  FROM durable.state_entry;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Deployments
+ * ---------------------------------------------------------------------------
+ */
+
+CREATE FUNCTION durable._duration_ms(options jsonb, field text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
+                THEN (options ->> field)::numeric::bigint END
+$$;
+
+CREATE FUNCTION durable.register_deployment(uri text,
+                                            headers jsonb DEFAULT '{}',
+                                            http_version text DEFAULT NULL,
+                                            force boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base        text;
+    discovered  jsonb;
+    manifest    jsonb;
+    svc         jsonb;
+    hnd         jsonb;
+    dep_id      text;
+    old_dep     durable.deployment;
+    svc_ty      text;
+    hnd_ty      text;
+    min_v       integer;
+    max_v       integer;
+    mode        text;
+    old_shape   jsonb;
+    new_shape   jsonb;
+BEGIN
+    IF uri IS NULL OR uri !~ '^https?://[^/]+' THEN
+        RAISE EXCEPTION 'invalid deployment uri "%"', uri
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A deployment uri looks like http://127.0.0.1:9080 or https://host/path.';
+    END IF;
+    IF headers IS NULL OR jsonb_typeof(headers) <> 'object' THEN
+        RAISE EXCEPTION 'deployment headers must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got %s.', coalesce(headers::text, 'NULL'));
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(headers) e
+                WHERE jsonb_typeof(e.value) <> 'string'
+                   OR e.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$'
+                   OR (e.value #>> '{}') ~ '[\r\n]') THEN
+        RAISE EXCEPTION 'invalid deployment headers %', headers
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Header names must be HTTP tokens and values strings without line breaks.';
+    END IF;
+    IF http_version IS NOT NULL AND http_version NOT IN ('1.1', '2') THEN
+        RAISE EXCEPTION 'invalid http_version "%"', http_version
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use ''1.1'', ''2'' or NULL (HTTP/2, falling back to HTTP/1.1).';
+    END IF;
+    base := rtrim(uri, '/');
+
+    discovered := durable._discover(base,
+                                    ARRAY(SELECT e.key || ': ' || e.value
+                                            FROM jsonb_each_text(headers) e),
+                                    http_version);
+    manifest := discovered -> 'manifest';
+
+    IF jsonb_typeof(manifest) <> 'object'
+       OR jsonb_typeof(manifest -> 'services') <> 'array' THEN
+        RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The manifest has no "services" array.';
+    END IF;
+    min_v := coalesce((manifest ->> 'minProtocolVersion')::integer, 1);
+    max_v := coalesce((manifest ->> 'maxProtocolVersion')::integer, min_v);
+    IF max_v < 5 OR min_v > 6 THEN
+        RAISE EXCEPTION 'deployment at "%" speaks service protocol versions % to %, durable speaks 5 to 6',
+                        base, min_v, max_v
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Use a Restate SDK release that supports service protocol V5 or V6.';
+    END IF;
+    mode := coalesce(manifest ->> 'protocolMode', 'BIDI_STREAM');
+    IF mode NOT IN ('BIDI_STREAM', 'REQUEST_RESPONSE') THEN
+        RAISE EXCEPTION 'deployment at "%" has unsupported protocolMode "%"', base, mode
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+
+    -- Validate every service and handler before touching any table.
+    FOR svc IN SELECT * FROM jsonb_array_elements(manifest -> 'services') LOOP
+        IF coalesce(svc ->> 'name', '') = '' OR jsonb_typeof(svc -> 'handlers') IS DISTINCT FROM 'array' THEN
+            RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Service entry %s has no name or no handlers array.', svc::text);
+        END IF;
+        IF coalesce(svc ->> 'ty', '') NOT IN ('SERVICE', 'VIRTUAL_OBJECT', 'WORKFLOW') THEN
+            RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Service "%s" has unknown type "%s".', svc ->> 'name', svc ->> 'ty');
+        END IF;
+    END LOOP;
+
+    new_shape := (SELECT coalesce(jsonb_object_agg(s ->> 'name',
+                        jsonb_build_object('ty', s -> 'ty',
+                          'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name', coalesce(h -> 'ty', 'null'::jsonb)), '{}')
+                                         FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
+                    FROM jsonb_array_elements(manifest -> 'services') s);
+
+    SELECT * INTO old_dep FROM durable.deployment d WHERE d.uri = base FOR UPDATE;
+    IF FOUND THEN
+        old_shape := (SELECT coalesce(jsonb_object_agg(s ->> 'name',
+                            jsonb_build_object('ty', s -> 'ty',
+                              'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name', coalesce(h -> 'ty', 'null'::jsonb)), '{}')
+                                             FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
+                        FROM jsonb_array_elements(old_dep.manifest -> 'services') s);
+        IF old_shape IS DISTINCT FROM new_shape AND NOT force THEN
+            RAISE EXCEPTION 'deployment "%" at "%" is already registered with different services',
+                            old_dep.id, base
+                USING ERRCODE = 'duplicate_object',
+                      DETAIL = format('Registered: %s. Discovered now: %s.', old_shape, new_shape),
+                      HINT = 'Pass force => true to replace the registered services.';
+        END IF;
+        dep_id := old_dep.id;
+        UPDATE durable.deployment d
+           SET headers = register_deployment.headers,
+               http_version = discovered ->> 'http_version',
+               protocol_mode = mode,
+               min_protocol_version = min_v,
+               max_protocol_version = max_v,
+               protocol_version = least(max_v, 6),
+               sdk_version = discovered ->> 'server',
+               manifest = register_deployment.manifest,
+               updated_at = now()
+         WHERE d.id = dep_id;
+        -- Services this deployment no longer offers disappear with force.
+        DELETE FROM durable.service s
+         WHERE s.deployment_id = dep_id
+           AND s.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(manifest -> 'services') e);
+    ELSE
+        dep_id := 'dp_' || replace(gen_random_uuid()::text, '-', '');
+        INSERT INTO durable.deployment (id, uri, headers, http_version, protocol_mode,
+                                        min_protocol_version, max_protocol_version,
+                                        protocol_version, sdk_version, manifest)
+        VALUES (dep_id, base, register_deployment.headers, discovered ->> 'http_version', mode,
+                min_v, max_v, least(max_v, 6), discovered ->> 'server', manifest);
+    END IF;
+
+    FOR svc IN SELECT * FROM jsonb_array_elements(manifest -> 'services') LOOP
+        svc_ty := lower(svc ->> 'ty');
+        INSERT INTO durable.service AS s (name, deployment_id, ty, options)
+        VALUES (svc ->> 'name', dep_id, svc_ty, svc - 'handlers' - 'name' - 'ty')
+        ON CONFLICT (name) DO UPDATE
+           SET deployment_id = excluded.deployment_id,
+               ty = excluded.ty,
+               options = excluded.options,
+               revision = s.revision + 1;
+        DELETE FROM durable.handler h
+         WHERE h.service_name = svc ->> 'name'
+           AND h.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(svc -> 'handlers') e);
+        FOR hnd IN SELECT * FROM jsonb_array_elements(svc -> 'handlers') LOOP
+            hnd_ty := CASE
+                        WHEN svc_ty = 'service' THEN NULL
+                        WHEN hnd ? 'ty' THEN lower(hnd ->> 'ty')
+                        WHEN svc_ty = 'workflow' THEN 'shared'
+                        ELSE 'exclusive'
+                      END;
+            INSERT INTO durable.handler AS h (service_name, name, ty, options)
+            VALUES (svc ->> 'name', hnd ->> 'name', hnd_ty, hnd - 'name' - 'ty')
+            ON CONFLICT (service_name, name) DO UPDATE
+               SET ty = excluded.ty, options = excluded.options;
+        END LOOP;
+    END LOOP;
+
+    RETURN dep_id;
+END;
+$$;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Invocations
+ * ---------------------------------------------------------------------------
+ */
+
+-- Creates an invocation (and its Input journal entry) in the caller's
+-- transaction.  Returns the id, or the existing id for a repeated
+-- idempotency key.
+CREATE FUNCTION durable._enqueue(p_service text, p_handler text, p_input bytea,
+                                 p_key text, p_idempotency_key text,
+                                 p_delay interval, p_headers jsonb DEFAULT '{}',
+                                 p_invoked_by text DEFAULT 'ingress',
+                                 p_invoked_by_id text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    svc         durable.service;
+    hnd         durable.handler;
+    new_id      text;
+    existing    text;
+    start_at    timestamptz;
+BEGIN
+    IF p_service IS NULL OR p_handler IS NULL THEN
+        RAISE EXCEPTION 'service and handler must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO svc FROM durable.service s WHERE s.name = p_service;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service "%" not found', p_service
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Register the deployment that serves it with durable.register_deployment().';
+    END IF;
+    SELECT * INTO hnd FROM durable.handler h
+     WHERE h.service_name = p_service AND h.name = p_handler;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'handler "%" not found in service "%"', p_handler, p_service
+            USING ERRCODE = 'undefined_function',
+                  DETAIL = format('Service "%s" has handlers: %s.', p_service,
+                                  (SELECT string_agg(h.name, ', ' ORDER BY h.name)
+                                     FROM durable.handler h WHERE h.service_name = p_service));
+    END IF;
+    IF svc.ty <> 'service' AND p_key IS NULL THEN
+        RAISE EXCEPTION 'a key is required to invoke %/%', p_service, p_handler
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = format('"%s" is a %s; every invocation targets one key.',
+                                  p_service, replace(svc.ty, '_', ' ')),
+                  HINT = 'Pass key => ''...''.';
+    END IF;
+    IF svc.ty = 'service' AND p_key IS NOT NULL THEN
+        RAISE EXCEPTION 'service "%" is not keyed', p_service
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only virtual objects and workflows take a key.';
+    END IF;
+    IF p_idempotency_key = '' THEN
+        RAISE EXCEPTION 'idempotency key must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_delay IS NOT NULL AND p_delay < interval '0' THEN
+        RAISE EXCEPTION 'delay must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF p_idempotency_key IS NOT NULL THEN
+        SELECT i.id INTO existing FROM durable.invocation i
+         WHERE i.service_name = p_service AND coalesce(i.service_key, '') = coalesce(p_key, '')
+           AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key;
+        IF FOUND THEN
+            RETURN existing;
+        END IF;
+    END IF;
+
+    new_id := durable.new_invocation_id(p_service, CASE WHEN svc.ty = 'service' THEN NULL ELSE p_key END);
+    start_at := CASE WHEN p_delay IS NULL OR p_delay = interval '0' THEN NULL
+                     ELSE clock_timestamp() + p_delay END;
+
+    INSERT INTO durable.invocation (id, service_name, handler_name, service_key,
+                                    service_ty, handler_ty, status, idempotency_key,
+                                    invoked_by, invoked_by_id, random_seed, journal_size,
+                                    run_at, scheduled_start_at)
+    VALUES (new_id, p_service, p_handler, p_key, svc.ty, hnd.ty,
+            CASE WHEN start_at IS NULL THEN 'ready' ELSE 'scheduled' END,
+            p_idempotency_key, p_invoked_by, p_invoked_by_id,
+            (random() * 9.0e18)::bigint, 1,
+            coalesce(start_at, now()), start_at)
+    ON CONFLICT (service_name, coalesce(service_key, ''), handler_name, idempotency_key)
+        WHERE idempotency_key IS NOT NULL DO NOTHING;
+
+    IF NOT FOUND THEN
+        -- A concurrent transaction committed the same idempotency key first.
+        SELECT i.id INTO existing FROM durable.invocation i
+         WHERE i.service_name = p_service AND coalesce(i.service_key, '') = coalesce(p_key, '')
+           AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key;
+        RETURN existing;
+    END IF;
+
+    INSERT INTO durable.journal_entry (invocation_id, index, entry_type, raw)
+    VALUES (new_id, 0, 1024,
+            durable._input_entry(p_input,
+                                 ARRAY(SELECT e.key FROM jsonb_each_text(p_headers) e ORDER BY e.key),
+                                 ARRAY(SELECT e.value FROM jsonb_each_text(p_headers) e ORDER BY e.key)));
+
+    PERFORM durable._wake_at_commit();
+    RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION durable.send(service text, handler text, input jsonb DEFAULT NULL,
+                             key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                             delay interval DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+AS $$
+    SELECT durable._enqueue(service, handler,
+                            CASE WHEN input IS NULL THEN NULL
+                                 ELSE convert_to(input::text, 'UTF8') END,
+                            key, idempotency_key, delay,
+                            CASE WHEN input IS NULL THEN '{}'::jsonb
+                                 ELSE '{"content-type": "application/json"}'::jsonb END)
+$$;
+
+CREATE FUNCTION durable.send(service text, handler text, input bytea,
+                             key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                             delay interval DEFAULT NULL)
+RETURNS text
+LANGUAGE sql
+AS $$
+    SELECT durable._enqueue(service, handler, input, key, idempotency_key, delay)
+$$;
+
+CREATE FUNCTION durable.call(service text, handler text, input jsonb DEFAULT NULL,
+                             key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                             timeout interval DEFAULT '1 min')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'durable_call'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION durable.await(invocation_id text, timeout interval DEFAULT '1 min')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'durable_await'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION durable.output(invocation_id text)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'durable_output'
+LANGUAGE C VOLATILE STRICT;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Runtime internals, called by the dispatchers (and later by SQL-level
+ * features that complete things, e.g. awakeables).  Each is one step of the
+ * invocation lifecycle described in docs/architecture.md.
+ * ---------------------------------------------------------------------------
+ */
+
+CREATE TABLE durable.timer (
+    invocation_id       text NOT NULL REFERENCES durable.invocation (id)
+                        ON DELETE CASCADE,
+    completion_id       integer NOT NULL,
+    wake_at             timestamptz NOT NULL,
+    PRIMARY KEY (invocation_id, completion_id)
+);
+CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
+
+/*
+ * Appends one entry to an invocation's journal.  This is the single path
+ * every notification takes: append, then resume the invocation if it is
+ * suspended waiting for exactly this notification.
+ */
+CREATE FUNCTION durable._append_entry(p_id text, p_type integer, p_name text,
+                                      p_completion_id integer, p_signal_id integer,
+                                      p_signal_name text, p_raw bytea)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    idx     integer;
+    st      text;
+    wc      integer[];
+    ws      integer[];
+    wn      text[];
+BEGIN
+    UPDATE durable.invocation i
+       SET journal_size = i.journal_size + 1,
+           last_stored_entry_at = clock_timestamp(),
+           retry_count_since_last_stored_entry = 0,
+           modified_at = now()
+     WHERE i.id = p_id AND i.status <> 'completed'
+    RETURNING i.journal_size - 1, i.status, i.waiting_completions,
+              i.waiting_signals, i.waiting_named_signals
+      INTO idx, st, wc, ws, wn;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invocation "%" does not exist or is completed', p_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    INSERT INTO durable.journal_entry (invocation_id, index, entry_type, name,
+                                       completion_id, signal_id, signal_name, raw)
+    VALUES (p_id, idx, p_type, p_name, p_completion_id, p_signal_id, p_signal_name, p_raw);
+
+    IF p_type >= 32768 AND p_type < 64512 AND st = 'suspended'
+       AND (p_completion_id = ANY (wc) OR p_signal_id = ANY (ws) OR p_signal_name = ANY (wn)) THEN
+        UPDATE durable.invocation i
+           SET status = 'ready', run_at = now(),
+               waiting_completions = NULL, waiting_signals = NULL,
+               waiting_named_signals = NULL
+         WHERE i.id = p_id;
+        PERFORM durable._wake_at_commit();
+    END IF;
+    RETURN idx;
+END;
+$$;
+
+/*
+ * Ends an attempt with a Suspension.  If something it waits for is already
+ * in the journal the invocation is runnable again at once.
+ */
+CREATE FUNCTION durable._suspend(p_id text, p_completions integer[], p_signals integer[],
+                                 p_named_signals text[])
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    already boolean;
+BEGIN
+    SELECT EXISTS (SELECT 1 FROM durable.journal_entry j
+                    WHERE j.invocation_id = p_id
+                      AND j.entry_type >= 32768 AND j.entry_type < 64512
+                      AND (j.completion_id = ANY (p_completions)
+                           OR j.signal_id = ANY (p_signals)
+                           OR j.signal_name = ANY (p_named_signals)))
+      INTO already;
+    UPDATE durable.invocation i
+       SET status = CASE WHEN already THEN 'ready' ELSE 'suspended' END,
+           run_at = CASE WHEN already THEN now() END,
+           waiting_completions = CASE WHEN already THEN NULL ELSE p_completions END,
+           waiting_signals = CASE WHEN already THEN NULL ELSE p_signals END,
+           waiting_named_signals = CASE WHEN already THEN NULL ELSE p_named_signals END,
+           claimed_by = NULL,
+           modified_at = now()
+     WHERE i.id = p_id;
+    RETURN CASE WHEN already THEN 'ready' ELSE 'suspended' END;
+END;
+$$;
+
+CREATE FUNCTION durable._complete(p_id text, p_output bytea, p_failure_code integer,
+                                  p_failure_message text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE durable.invocation i
+       SET status = 'completed',
+           completion_result = CASE WHEN p_failure_code IS NULL THEN 'success' ELSE 'failure' END,
+           completion_failure = p_failure_message,
+           completion_failure_code = p_failure_code,
+           output = p_output,
+           completed_at = now(),
+           modified_at = now(),
+           run_at = NULL,
+           claimed_by = NULL,
+           waiting_completions = NULL, waiting_signals = NULL, waiting_named_signals = NULL
+     WHERE i.id = p_id;
+    DELETE FROM durable.timer t WHERE t.invocation_id = p_id;
+$$;
+
+/*
+ * Records a failed attempt and decides what comes next: a retry after an
+ * exponential backoff (the handler's retry policy from its manifest, else
+ * the durable.retry_* settings), or pause / kill once attempts run out.
+ */
+CREATE FUNCTION durable._attempt_failed(p_id text, p_code integer, p_message text,
+                                        p_retry_delay_ms bigint,
+                                        p_initial_ms bigint, p_max_ms bigint,
+                                        p_factor float8, p_max_attempts integer,
+                                        p_on_max text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    inv         durable.invocation;
+    opts        jsonb;
+    initial_ms  float8;
+    max_ms      float8;
+    factor      float8;
+    max_att     integer;
+    on_max      text;
+    delay_ms    float8;
+    failures    integer;
+BEGIN
+    SELECT * INTO inv FROM durable.invocation i WHERE i.id = p_id FOR UPDATE;
+    IF NOT FOUND OR inv.status = 'completed' THEN
+        RETURN NULL;
+    END IF;
+    SELECT coalesce(s.options, '{}') || coalesce(h.options, '{}') INTO opts
+      FROM durable.service s
+      LEFT JOIN durable.handler h ON h.service_name = s.name AND h.name = inv.handler_name
+     WHERE s.name = inv.service_name;
+    opts := coalesce(opts, '{}');
+    initial_ms := coalesce(durable._duration_ms(opts, 'retryPolicyInitialInterval'), p_initial_ms);
+    max_ms := coalesce(durable._duration_ms(opts, 'retryPolicyMaxInterval'), p_max_ms);
+    factor := coalesce((opts ->> 'retryPolicyExponentiationFactor')::float8, p_factor);
+    max_att := coalesce((opts ->> 'retryPolicyMaxAttempts')::integer, p_max_attempts);
+    on_max := lower(coalesce(opts ->> 'retryPolicyOnMaxAttempts', p_on_max));
+
+    failures := inv.retry_count_since_last_stored_entry + 1;
+
+    IF max_att > 0 AND failures >= max_att THEN
+        IF on_max = 'kill' THEN
+            PERFORM durable._complete(p_id, NULL, coalesce(p_code, 500), p_message);
+            UPDATE durable.invocation i
+               SET retry_count = i.retry_count + 1,
+                   retry_count_since_last_stored_entry = failures,
+                   last_failure = p_message, last_failure_error_code = p_code
+             WHERE i.id = p_id;
+            RETURN 'completed';
+        END IF;
+        UPDATE durable.invocation i
+           SET status = 'paused',
+               retry_count = i.retry_count + 1,
+               retry_count_since_last_stored_entry = failures,
+               last_failure = p_message, last_failure_error_code = p_code,
+               next_retry_at = NULL, run_at = NULL, claimed_by = NULL,
+               modified_at = now()
+         WHERE i.id = p_id;
+        RETURN 'paused';
+    END IF;
+
+    delay_ms := coalesce(p_retry_delay_ms::float8,
+                         least(max_ms, initial_ms * power(factor, failures - 1)));
+    UPDATE durable.invocation i
+       SET status = 'backing-off',
+           retry_count = i.retry_count + 1,
+           retry_count_since_last_stored_entry = failures,
+           last_failure = p_message,
+           last_failure_error_code = p_code,
+           next_retry_at = clock_timestamp() + delay_ms * interval '1 millisecond',
+           run_at = clock_timestamp() + delay_ms * interval '1 millisecond',
+           claimed_by = NULL,
+           modified_at = now()
+     WHERE i.id = p_id;
+    RETURN 'backing-off';
+END;
+$$;
+
+/*
+ * Claims up to p_limit runnable invocations for dispatcher p_worker.  Rows
+ * locked by another dispatcher's claim are skipped, not waited for.
+ */
+CREATE FUNCTION durable._claim(p_worker integer, p_limit integer)
+RETURNS TABLE (id text, service_name text, handler_name text, service_key text,
+               service_ty text, deployment_id text, uri text, headers jsonb,
+               http_version text, protocol_version integer, random_seed bigint,
+               journal_size integer, retry_count_since_last_stored_entry integer,
+               ms_since_last_stored_entry bigint, inactivity_timeout_ms bigint,
+               abort_timeout_ms bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH picked AS (
+        SELECT i.id FROM durable.invocation i
+         WHERE i.status IN ('ready', 'scheduled', 'backing-off')
+           AND i.run_at <= clock_timestamp()
+         ORDER BY i.run_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE durable.invocation i
+           SET status = 'running',
+               claimed_by = p_worker,
+               running_at = now(),
+               modified_at = now(),
+               next_retry_at = NULL,
+               pinned_deployment_id = coalesce(i.pinned_deployment_id,
+                                               (SELECT s.deployment_id FROM durable.service s
+                                                 WHERE s.name = i.service_name))
+          FROM picked p
+         WHERE i.id = p.id
+        RETURNING i.*
+    )
+    SELECT c.id, c.service_name, c.handler_name, c.service_key, c.service_ty,
+           d.id, d.uri, d.headers, d.http_version, d.protocol_version, c.random_seed,
+           c.journal_size, c.retry_count_since_last_stored_entry,
+           (extract(epoch FROM clock_timestamp() - c.last_stored_entry_at) * 1000)::bigint,
+           coalesce(durable._duration_ms(h.options, 'inactivityTimeout'),
+                    durable._duration_ms(sv.options, 'inactivityTimeout')),
+           coalesce(durable._duration_ms(h.options, 'abortTimeout'),
+                    durable._duration_ms(sv.options, 'abortTimeout'))
+      FROM claimed c
+      LEFT JOIN durable.deployment d ON d.id = c.pinned_deployment_id
+      LEFT JOIN durable.service sv ON sv.name = c.service_name
+      LEFT JOIN durable.handler h ON h.service_name = c.service_name AND h.name = c.handler_name;
+END;
+$$;
+
+-- After a dispatcher (re)starts, its interrupted attempts run again.
+CREATE FUNCTION durable._recover(p_worker integer, p_nworkers integer)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE durable.invocation i
+       SET status = 'ready', run_at = now(), claimed_by = NULL, modified_at = now()
+     WHERE i.status = 'running'
+       AND (i.claimed_by = p_worker
+            OR (p_worker = 0 AND (i.claimed_by IS NULL OR i.claimed_by >= p_nworkers)));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$$;
+
+-- Removes due timers and returns them; the caller journals their completions.
+CREATE FUNCTION durable._take_due_timers(p_limit integer)
+RETURNS TABLE (invocation_id text, completion_id integer)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM durable.timer t
+     USING (SELECT t2.invocation_id, t2.completion_id FROM durable.timer t2
+             WHERE t2.wake_at <= clock_timestamp()
+             ORDER BY t2.wake_at LIMIT p_limit
+               FOR UPDATE SKIP LOCKED) due
+     WHERE t.invocation_id = due.invocation_id AND t.completion_id = due.completion_id
+    RETURNING t.invocation_id, t.completion_id
+$$;
+
+-- When the dispatchers next have something to do without being woken.
+CREATE FUNCTION durable._next_wakeup()
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT least((SELECT min(i.run_at) FROM durable.invocation i
+                   WHERE i.status IN ('ready', 'scheduled', 'backing-off')),
+                 (SELECT min(t.wake_at) FROM durable.timer t))
+$$;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Privileges: the runtime's tables are not for direct modification.
+ * ---------------------------------------------------------------------------
+ */
+REVOKE ALL ON ALL TABLES IN SCHEMA durable FROM PUBLIC;
+REVOKE ALL ON FUNCTION durable._discover(text, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION durable.register_deployment(text, jsonb, text, boolean) FROM PUBLIC;
+
+-- Let the dispatchers know a fresh installation is ready.
+SELECT durable._wake_at_commit();

@@ -1,0 +1,194 @@
+/*-------------------------------------------------------------------------
+ *
+ * durable.c
+ *	  Module entry point: settings, shared memory hooks and the registration
+ *	  of the dispatcher background workers.
+ *
+ * durable must be loaded through shared_preload_libraries: its dispatchers
+ * are static background workers and it reserves shared memory for waking
+ * them, both of which only the postmaster can set up.
+ *
+ * IDENTIFICATION
+ *	  src/durable.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "postmaster/bgworker.h"
+#include "utils/guc.h"
+
+#include "durable.h"
+#include "shared_state.h"
+
+PG_MODULE_MAGIC;
+
+char	   *durable_database = NULL;
+int			durable_workers = 2;
+int			durable_max_concurrent_invocations = 200;
+int			durable_retry_initial_interval_ms = 500;
+int			durable_retry_max_interval_ms = 60000;
+double		durable_retry_exponentiation_factor = 2.0;
+int			durable_retry_max_attempts = 70;
+int			durable_retry_on_max_attempts = RETRY_EXHAUSTED_PAUSE;
+int			durable_inactivity_timeout_ms = 60000;
+int			durable_abort_timeout_ms = 600000;
+int			durable_discovery_timeout_ms = 10000;
+int			durable_max_message_size = 32 * 1024 * 1024;
+
+static const struct config_enum_entry retry_exhausted_options[] = {
+	{"pause", RETRY_EXHAUSTED_PAUSE, false},
+	{"kill", RETRY_EXHAUSTED_KILL, false},
+	{NULL, 0, false}
+};
+
+void		_PG_init(void);
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("durable.database",
+							   gettext_noop("Database whose durable extension the dispatchers serve."),
+							   NULL,
+							   &durable_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.workers",
+							gettext_noop("Number of dispatcher background workers."),
+							NULL,
+							&durable_workers,
+							2, 1, DURABLE_MAX_WORKERS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.max_concurrent_invocations",
+							gettext_noop("Invocation attempts each dispatcher keeps in flight at once."),
+							NULL,
+							&durable_max_concurrent_invocations,
+							200, 1, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.retry_initial_interval",
+							gettext_noop("Delay before the first retry of a failed attempt."),
+							NULL,
+							&durable_retry_initial_interval_ms,
+							500, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.retry_max_interval",
+							gettext_noop("Upper bound of the delay between retries."),
+							NULL,
+							&durable_retry_max_interval_ms,
+							60000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomRealVariable("durable.retry_exponentiation_factor",
+							 gettext_noop("Factor by which the retry delay grows after each failure."),
+							 NULL,
+							 &durable_retry_exponentiation_factor,
+							 2.0, 1.0, 100.0,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.retry_max_attempts",
+							gettext_noop("Failed attempts after which an invocation is paused or killed."),
+							gettext_noop("Counted since the journal last grew; 0 retries forever."),
+							&durable_retry_max_attempts,
+							70, 0, INT_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("durable.retry_on_max_attempts",
+							 gettext_noop("What happens when retries are exhausted: pause or kill."),
+							 NULL,
+							 &durable_retry_on_max_attempts,
+							 RETRY_EXHAUSTED_PAUSE, retry_exhausted_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.inactivity_timeout",
+							gettext_noop("An attempt that receives nothing for this long is failed and retried."),
+							NULL,
+							&durable_inactivity_timeout_ms,
+							60000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.abort_timeout",
+							gettext_noop("An attempt running longer than this is aborted and retried."),
+							NULL,
+							&durable_abort_timeout_ms,
+							600000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.discovery_timeout",
+							gettext_noop("Time limit for the discovery request of register_deployment."),
+							NULL,
+							&durable_discovery_timeout_ms,
+							10000, 100, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.max_message_size",
+							gettext_noop("Largest protocol message accepted from a service."),
+							NULL,
+							&durable_max_message_size,
+							32 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("durable");
+}
+
+static void
+register_dispatchers(void)
+{
+	for (int i = 0; i < durable_workers; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+			BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "durable");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "dispatcher_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "durable dispatcher %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "durable dispatcher");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		worker.bgw_notify_pid = 0;
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
+void
+_PG_init(void)
+{
+	/*
+	 * Settings are defined even when loaded later (e.g. by CREATE EXTENSION
+	 * in a session) so that SHOW works, but workers and shared memory need
+	 * the postmaster.
+	 */
+	define_settings();
+
+	if (!process_shared_preload_libraries_in_progress)
+	{
+		if (!IsBinaryUpgrade && IsUnderPostmaster)
+			ereport(WARNING,
+					(errmsg("durable is not in shared_preload_libraries"),
+					 errdetail("Invocations will be stored but no dispatcher will run them."),
+					 errhint("Add durable to shared_preload_libraries and restart the server.")));
+		return;
+	}
+
+	if (IsBinaryUpgrade)
+		return;
+
+	/* libcurl's global state must be set up once, before any thread or fork. */
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errmsg("could not initialize libcurl")));
+
+	shared_state_register_hooks();
+	register_dispatchers();
+}

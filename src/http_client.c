@@ -1,0 +1,356 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_client.c
+ *	  Non-blocking HTTP transfers: libcurl's multi interface driven from a
+ *	  PostgreSQL WaitEventSet.
+ *
+ * A dispatcher must sleep on its latch (new work), on postmaster death and
+ * on every socket libcurl is interested in, all at once.  libcurl tells us
+ * which sockets to watch through CURLMOPT_SOCKETFUNCTION and when to call
+ * back through CURLMOPT_TIMERFUNCTION; we rebuild a WaitEventSet from that
+ * on every wait and feed readiness back with curl_multi_socket_action().
+ *
+ * The write callback scans protocol frame headers as bytes arrive, so an
+ * oversize frame is refused before we buffer it, and so we know whether a
+ * stream delivered a terminal message (End, Suspension or Error).
+ *
+ * IDENTIFICATION
+ *	  src/http_client.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+
+#include "http_client.h"
+#include "protocol.h"
+
+typedef struct WatchedSocket
+{
+	curl_socket_t fd;
+	int			what;			/* CURL_POLL_IN / OUT / INOUT */
+} WatchedSocket;
+
+static CURLM *multi = NULL;
+static WatchedSocket *sockets = NULL;
+static int	nsockets = 0;
+static int	max_sockets = 0;
+static long curl_timeout_ms = -1;
+static int	active_transfers = 0;
+
+/* Non-2xx bodies are only kept for the error message. */
+#define ERROR_BODY_LIMIT 2048
+
+HttpVersionChoice
+http_version_from_text(const char *text)
+{
+	if (text == NULL)
+		return HTTP_VERSION_AUTO;
+	if (strcmp(text, "1.1") == 0)
+		return HTTP_VERSION_1_1;
+	return HTTP_VERSION_2;
+}
+
+void
+http_apply_version(CURL *easy, const char *url, HttpVersionChoice version)
+{
+	bool		tls = pg_strncasecmp(url, "https:", 6) == 0;
+
+	if (version == HTTP_VERSION_1_1)
+		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+	else if (tls)
+		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	else
+		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+						 (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+}
+
+static int
+socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	int			i;
+
+	for (i = 0; i < nsockets; i++)
+		if (sockets[i].fd == fd)
+			break;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (i < nsockets)
+			sockets[i] = sockets[--nsockets];
+		return 0;
+	}
+
+	if (i == nsockets)
+	{
+		if (nsockets == max_sockets)
+		{
+			max_sockets = Max(16, max_sockets * 2);
+			sockets = sockets
+				? repalloc(sockets, sizeof(WatchedSocket) * max_sockets)
+				: MemoryContextAlloc(TopMemoryContext, sizeof(WatchedSocket) * max_sockets);
+		}
+		sockets[nsockets].fd = fd;
+		nsockets++;
+	}
+	sockets[i].what = what;
+	return 0;
+}
+
+static int
+timer_callback(CURLM *m, long timeout_ms, void *userp)
+{
+	curl_timeout_ms = timeout_ms;
+	return 0;
+}
+
+void
+http_client_init(void)
+{
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR, (errmsg("could not create a libcurl multi handle")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+}
+
+void
+http_client_shutdown(void)
+{
+	if (multi)
+		curl_multi_cleanup(multi);
+	multi = NULL;
+}
+
+/*
+ * Looks at frame headers as they arrive.  Returning a short count makes
+ * libcurl abort the transfer with CURLE_WRITE_ERROR.
+ */
+static size_t
+write_callback(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	HttpTransfer *t = (HttpTransfer *) userdata;
+	size_t		len = size * nmemb;
+
+	if (t->status == 0)
+	{
+		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+		t->status_ok = (t->status >= 200 && t->status < 300);
+	}
+
+	if (!t->status_ok)
+	{
+		size_t		room = ERROR_BODY_LIMIT - Min(ERROR_BODY_LIMIT, (size_t) t->response.len);
+
+		appendBinaryStringInfo(&t->response, data, Min(room, len));
+		return len;
+	}
+
+	/* Check the next frame header before buffering what it announces. */
+	appendBinaryStringInfo(&t->response, data, len);
+	while (t->response.len - t->scan_offset >= PROTOCOL_FRAME_HEADER_SIZE)
+	{
+		uint16		type;
+		uint16		flags;
+		uint32		length;
+
+		frame_header_read((const uint8 *) t->response.data + t->scan_offset,
+						  &type, &flags, &length);
+		if (length > t->max_message_size)
+		{
+			t->frame_too_large = true;
+			t->too_large_length = length;
+			return 0;
+		}
+		if (t->response.len - t->scan_offset < PROTOCOL_FRAME_HEADER_SIZE + (size_t) length)
+			break;
+		t->scan_offset += PROTOCOL_FRAME_HEADER_SIZE + length;
+		if (type == MSG_END || type == MSG_SUSPENSION || type == MSG_ERROR)
+			t->saw_terminal = true;
+	}
+	return len;
+}
+
+void
+http_client_start_post(HttpTransfer *t, const char *url,
+					   HttpVersionChoice version,
+					   struct curl_slist *headers,
+					   const char *body, size_t body_len,
+					   long inactivity_timeout_ms,
+					   long abort_timeout_ms,
+					   size_t max_message_size)
+{
+	CURL	   *easy = curl_easy_init();
+	CURLMcode	rc;
+
+	if (easy == NULL)
+		ereport(ERROR, (errmsg("could not create a libcurl handle")));
+
+	t->easy = easy;
+	t->headers = headers;
+	t->body = body;
+	t->body_len = body_len;
+	initStringInfo(&t->response);
+	t->status = 0;
+	t->status_ok = false;
+	t->scan_offset = 0;
+	t->saw_terminal = false;
+	t->frame_too_large = false;
+	t->max_message_size = max_message_size;
+	t->finished = false;
+	t->result = CURLE_OK;
+	t->errbuf[0] = '\0';
+
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	http_apply_version(easy, url, version);
+
+	/*
+	 * libcurl 7.88 (Debian 12) fails every request after the first on a
+	 * reused HTTP/2 connection with "Error in the HTTP2 framing layer", so
+	 * HTTP/2 requests get a connection each.  On loopback this costs little.
+	 */
+	if (version != HTTP_VERSION_1_1)
+		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, abort_timeout_ms);
+	/* "Received nothing for this long" is libcurl's low-speed check. */
+	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, Max(1L, inactivity_timeout_ms / 1000));
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
+	if (getenv("DURABLE_CURL_VERBOSE"))
+		curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+
+	rc = curl_multi_add_handle(multi, easy);
+	if (rc != CURLM_OK)
+	{
+		curl_easy_cleanup(easy);
+		t->easy = NULL;
+		ereport(ERROR,
+				(errmsg("could not start HTTP request: %s", curl_multi_strerror(rc))));
+	}
+	active_transfers++;
+}
+
+void
+http_client_release(HttpTransfer *t)
+{
+	if (t->easy)
+	{
+		curl_multi_remove_handle(multi, t->easy);
+		curl_easy_cleanup(t->easy);
+		t->easy = NULL;
+		if (!t->finished)
+			active_transfers--;
+	}
+	if (t->headers)
+		curl_slist_free_all(t->headers);
+	t->headers = NULL;
+}
+
+void
+http_client_abort(HttpTransfer *t)
+{
+	http_client_release(t);
+}
+
+int
+http_client_active_count(void)
+{
+	return active_transfers;
+}
+
+bool
+http_client_wait(long timeout_ms, uint32 wait_event_info)
+{
+	bool		latch_set = false;
+	WaitEventSet *set;
+	WaitEvent  *events;
+	int			nevents;
+	int			nfired;
+	int			running;
+	long		effective = timeout_ms;
+
+	if (curl_timeout_ms >= 0 && (effective < 0 || curl_timeout_ms < effective))
+		effective = curl_timeout_ms;
+
+	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	for (int i = 0; i < nsockets; i++)
+	{
+		uint32		ev = 0;
+
+		if (sockets[i].what & CURL_POLL_IN)
+			ev |= WL_SOCKET_READABLE;
+		if (sockets[i].what & CURL_POLL_OUT)
+			ev |= WL_SOCKET_WRITEABLE;
+		AddWaitEventToSet(set, ev, sockets[i].fd, NULL, NULL);
+	}
+
+	nevents = nsockets + 2;
+	events = palloc(sizeof(WaitEvent) * nevents);
+	nfired = WaitEventSetWait(set, effective, events, nevents, wait_event_info);
+	FreeWaitEventSet(set);
+
+	for (int i = 0; i < nfired; i++)
+	{
+		int			flags = 0;
+
+		if (events[i].events & WL_LATCH_SET)
+		{
+			latch_set = true;
+			continue;
+		}
+		if (events[i].events & WL_SOCKET_READABLE)
+			flags |= CURL_CSELECT_IN;
+		if (events[i].events & WL_SOCKET_WRITEABLE)
+			flags |= CURL_CSELECT_OUT;
+		if (flags != 0)
+			curl_multi_socket_action(multi, events[i].fd, flags, &running);
+	}
+	pfree(events);
+
+	/* Let libcurl run its timers (timeouts, connection setup, retries). */
+	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	return latch_set;
+}
+
+HttpTransfer *
+http_client_next_finished(void)
+{
+	CURLMsg    *msg;
+	int			pending;
+
+	while ((msg = curl_multi_info_read(multi, &pending)) != NULL)
+	{
+		HttpTransfer *t = NULL;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &t);
+		if (t == NULL)
+			continue;
+		t->finished = true;
+		t->result = msg->data.result;
+		if (t->status == 0)
+		{
+			curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+			t->status_ok = (t->status >= 200 && t->status < 300);
+		}
+		active_transfers--;
+		return t;
+	}
+	return NULL;
+}

@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * protocol.c
+ *	  Message type names and the protobuf-c allocator.
+ *
+ * The names appear in logs, in error messages and in the "type" member of
+ * the JSON that durable_decode_entry() produces, so they must stay stable:
+ * tests and users match on them.  They are the upstream message names with
+ * the "Message", "CommandMessage" or "NotificationMessage" suffix dropped
+ * (StartMessage is "Start", RunCommandMessage "Run",
+ * RunCompletionNotificationMessage "RunCompletion"), except that
+ * CallInvocationIdCompletion is shortened to "CallInvocationId" and
+ * SignalNotification to "Signal".
+ *
+ * It also holds the palloc-based allocator that we hand to protobuf-c.
+ *
+ * IDENTIFICATION
+ *	  src/protocol.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "protocol.h"
+
+static void *protocol_alloc(void *allocator_data, size_t size);
+static void protocol_free(void *allocator_data, void *pointer);
+
+struct ProtobufCAllocator protocol_allocator = {
+	.alloc = protocol_alloc,
+	.free = protocol_free,
+	.allocator_data = NULL,
+};
+
+/*
+ * protocol_message_name
+ *		Return a static, human-readable name for a message type code.
+ *
+ * Never returns NULL: codes we do not know are reported as "Unknown" (or
+ * "Custom" for the range reserved for SDK-defined commands), because the
+ * caller typically wants to print something about a frame it is about to
+ * reject.
+ */
+const char *
+protocol_message_name(uint16 type)
+{
+	switch (type)
+	{
+			/* Control messages */
+		case MSG_START:
+			return "Start";
+		case MSG_SUSPENSION:
+			return "Suspension";
+		case MSG_ERROR:
+			return "Error";
+		case MSG_END:
+			return "End";
+		case 0x0004:
+			/* V7 only; named so that a stray one is easy to spot in logs */
+			return "CommandAck";
+		case MSG_PROPOSE_RUN_COMPLETION:
+			return "ProposeRunCompletion";
+		case 0x0006:
+			/* V7 only, see above */
+			return "AwaitingOn";
+
+			/* Commands */
+		case MSG_INPUT_COMMAND:
+			return "Input";
+		case MSG_OUTPUT_COMMAND:
+			return "Output";
+		case MSG_GET_LAZY_STATE_COMMAND:
+			return "GetLazyState";
+		case MSG_SET_STATE_COMMAND:
+			return "SetState";
+		case MSG_CLEAR_STATE_COMMAND:
+			return "ClearState";
+		case MSG_CLEAR_ALL_STATE_COMMAND:
+			return "ClearAllState";
+		case MSG_GET_LAZY_STATE_KEYS_COMMAND:
+			return "GetLazyStateKeys";
+		case MSG_GET_EAGER_STATE_COMMAND:
+			return "GetEagerState";
+		case MSG_GET_EAGER_STATE_KEYS_COMMAND:
+			return "GetEagerStateKeys";
+		case MSG_GET_PROMISE_COMMAND:
+			return "GetPromise";
+		case MSG_PEEK_PROMISE_COMMAND:
+			return "PeekPromise";
+		case MSG_COMPLETE_PROMISE_COMMAND:
+			return "CompletePromise";
+		case MSG_SLEEP_COMMAND:
+			return "Sleep";
+		case MSG_CALL_COMMAND:
+			return "Call";
+		case MSG_ONE_WAY_CALL_COMMAND:
+			return "OneWayCall";
+		case MSG_SEND_SIGNAL_COMMAND:
+			return "SendSignal";
+		case MSG_RUN_COMMAND:
+			return "Run";
+		case MSG_ATTACH_INVOCATION_COMMAND:
+			return "AttachInvocation";
+		case MSG_GET_INVOCATION_OUTPUT_COMMAND:
+			return "GetInvocationOutput";
+		case MSG_COMPLETE_AWAKEABLE_COMMAND:
+			return "CompleteAwakeable";
+
+			/* Notifications */
+		case MSG_GET_LAZY_STATE_COMPLETION:
+			return "GetLazyStateCompletion";
+		case MSG_GET_LAZY_STATE_KEYS_COMPLETION:
+			return "GetLazyStateKeysCompletion";
+		case MSG_GET_PROMISE_COMPLETION:
+			return "GetPromiseCompletion";
+		case MSG_PEEK_PROMISE_COMPLETION:
+			return "PeekPromiseCompletion";
+		case MSG_COMPLETE_PROMISE_COMPLETION:
+			return "CompletePromiseCompletion";
+		case MSG_SLEEP_COMPLETION:
+			return "SleepCompletion";
+		case MSG_CALL_COMPLETION:
+			return "CallCompletion";
+		case MSG_CALL_INVOCATION_ID_COMPLETION:
+			return "CallInvocationId";
+		case MSG_RUN_COMPLETION:
+			return "RunCompletion";
+		case MSG_ATTACH_INVOCATION_COMPLETION:
+			return "AttachInvocationCompletion";
+		case MSG_GET_INVOCATION_OUTPUT_COMPLETION:
+			return "GetInvocationOutputCompletion";
+		case MSG_SIGNAL_NOTIFICATION:
+			return "Signal";
+	}
+
+	if (MSG_IS_CUSTOM(type))
+		return "Custom";
+	return "Unknown";
+}
+
+/*
+ * protobuf-c allocation callbacks.
+ *
+ * MCXT_ALLOC_NO_OOM: message bodies come from services we do not control,
+ * and a length field can make protobuf-c ask for a lot of memory; letting
+ * unpack fail (it copes with NULL) is better than erroring out from deep
+ * inside protobuf-c.  MCXT_ALLOC_HUGE: a legitimate body may be up to
+ * PROTOCOL_MAX_MESSAGE_SIZE, and repeated fields can need a multiple of
+ * that, so the 1 GB palloc limit must not be what rejects it.
+ */
+static void *
+protocol_alloc(void *allocator_data, size_t size)
+{
+	return palloc_extended(size, MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+protocol_free(void *allocator_data, void *pointer)
+{
+	if (pointer != NULL)
+		pfree(pointer);
+}

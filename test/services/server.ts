@@ -1,0 +1,278 @@
+// Test deployment for durable: the services of services.ts behind the real
+// Restate SDK endpoint handler, plus test-only controls in front of it.
+//
+//   PORT=9080 H1_PORT=9081 DURABLE_TEST_LOG=/tmp/effects.jsonl node server.ts
+//
+// PORT      h2c (HTTP/2 prior knowledge) server, BIDI_STREAM mode; default 9080, 0 = any
+// H1_PORT   optional HTTP/1.1 server, REQUEST_RESPONSE mode, same services
+// DURABLE_TEST_LOG  side-effect log (JSON lines), see effects.ts
+// PID_FILE  optional, receives the process id
+//
+// Both servers bind 127.0.0.1 only.  Prints "h1 <port>" (if H1_PORT is set)
+// and then "ready <port>" on stdout once listening; SDK logs go to stderr.
+// See README.md for the control endpoints.
+
+import fs from "node:fs";
+import http from "node:http";
+import http2 from "node:http2";
+import { randomBytes } from "node:crypto";
+import * as restate from "@restatedev/restate-sdk";
+import { Counter, Extra, Greeter, Probe, Steps } from "./services.ts";
+import { writeLine } from "./effects.ts";
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+type Handler = (req: Req, res: Res) => void;
+
+const INVOCATION_CT = "application/vnd.restate.invocation.v6";
+const MANIFEST_CT = "application/vnd.restate.endpointmanifest.v3+json";
+const HANG_MAX_MS = Number(process.env.MISBEHAVE_HANG_MAX_MS ?? 30 * 60 * 1000);
+
+// ---------------------------------------------------------------- logging
+
+const LEVELS: Record<string, number> = { trace: 1, debug: 2, info: 3, warn: 4, error: 5 };
+const minLevel = LEVELS[(process.env.RESTATE_LOGGING ?? "info").toLowerCase()] ?? 3;
+
+// Like the SDK's console logger, but everything goes to stderr so that stdout
+// carries only our "ready" line.
+const stderrLogger: restate.LoggerTransport = (params, message, ...rest) => {
+  if (params.replaying || (LEVELS[params.level] ?? 3) < minLevel) return;
+  const c = params.context;
+  const where = c ? `[${c.invocationTarget}][${c.invocationId}]` : "";
+  console.error(`[restate][${new Date().toISOString()}]${where} ${params.level.toUpperCase()}:`, message, ...rest);
+};
+
+// ---------------------------------------------------------------- variants
+
+// Variant 2 is the same deployment plus the Extra service.  createEndpointHandler
+// picks BIDI_STREAM for HTTP/2 and REQUEST_RESPONSE for HTTP/1.1 requests.
+const variants: Record<number, Handler> = {
+  1: restate.createEndpointHandler({
+    services: [Greeter, Steps, Probe, Counter],
+    logger: stderrLogger,
+  }) as Handler,
+  2: restate.createEndpointHandler({
+    services: [Greeter, Steps, Probe, Counter, Extra],
+    logger: stderrLogger,
+  }) as Handler,
+};
+let currentVariant = 1;
+
+// ---------------------------------------------------------------- misbehaviour
+
+type Mode = "garbage" | "truncate" | "http500" | "hang" | "oversize";
+const MODES: readonly string[] = ["garbage", "truncate", "http500", "hang", "oversize"];
+type Rule = { mode: Mode; match: string | null; remaining: number };
+
+let rules: Rule[] = [];
+const hanging = new Set<Res>();
+
+function takeRule(target: string): Rule | undefined {
+  const rule = rules.find(
+    (r) => r.remaining > 0 && (r.match === null || target === r.match || target.startsWith(r.match + "/")),
+  );
+  if (rule) {
+    rule.remaining--;
+    rules = rules.filter((r) => r.remaining > 0);
+  }
+  return rule;
+}
+
+function frameHeader(type: number, length: number): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt16BE(type, 0);
+  h.writeUInt16BE(0, 2);
+  h.writeUInt32BE(length, 4);
+  return h;
+}
+
+function misbehave(mode: Mode, path: string, req: Req, res: Res): void {
+  writeLine({
+    misbehave: mode,
+    path,
+    inv: req.headers["x-restate-invocation-id"] ?? null,
+    ts: Date.now(),
+  });
+  // Swallow the request body (the runtime may still be streaming it).
+  req.on("error", () => {});
+  res.on("error", () => {});
+  req.resume();
+
+  const headers = {
+    "content-type": req.headers["content-type"] ?? INVOCATION_CT,
+    "x-restate-server": "durable-test-misbehave",
+  };
+  switch (mode) {
+    case "http500":
+      res.writeHead(500, { "content-type": "text/plain" });
+      res.end(`misbehave: http500 for ${path}\n`);
+      return;
+    case "garbage": {
+      // A complete frame of an unknown control message type (0x03FF) with a
+      // random payload: parseable framing, meaningless content.
+      const payload = randomBytes(56);
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([frameHeader(0x03ff, payload.length), payload]));
+      return;
+    }
+    case "truncate":
+      // OutputCommand announcing 100 bytes, only 10 of them sent.
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([frameHeader(0x0401, 100), randomBytes(10)]));
+      return;
+    case "oversize":
+      // OutputCommand announcing a 1 GiB body, 64 bytes sent.
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([frameHeader(0x0401, 1 << 30), randomBytes(64)]));
+      return;
+    case "hang": {
+      res.writeHead(200, headers);
+      res.flushHeaders();
+      hanging.add(res);
+      // Never answer; drop the stream only when the client gives up (or,
+      // as a safety net, after MISBEHAVE_HANG_MAX_MS).
+      const timer = setTimeout(() => res.destroy(), HANG_MAX_MS);
+      timer.unref();
+      res.on("close", () => {
+        clearTimeout(timer);
+        hanging.delete(res);
+      });
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------- controls
+
+async function readBody(req: Req): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function sendJson(res: Res, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body) + "\n");
+}
+
+function misbehaveState() {
+  return { rules: rules.map((r) => ({ ...r })), hanging: hanging.size };
+}
+
+async function control(path: string, req: Req, res: Res): Promise<void> {
+  const method = req.method ?? "GET";
+  let body: Record<string, unknown> = {};
+  const text = await readBody(req);
+  if (method === "POST" && text.trim()) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return sendJson(res, 400, { error: "body is not JSON" });
+    }
+  }
+
+  if (path === "/control/misbehave") {
+    if (method === "DELETE" || (method === "POST" && (body.mode === "off" || body.mode === "none"))) {
+      rules = [];
+      return sendJson(res, 200, misbehaveState());
+    }
+    if (method === "POST") {
+      const mode = String(body.mode);
+      if (!MODES.includes(mode)) return sendJson(res, 400, { error: `unknown mode ${mode}`, modes: MODES });
+      const count = body.count === undefined ? 1 : Number(body.count);
+      if (!Number.isInteger(count) || count < 0) return sendJson(res, 400, { error: "count must be an integer >= 0" });
+      const match = typeof body.match === "string" && body.match !== "" ? body.match.replace(/^\/+|\/+$/g, "") : null;
+      if (count > 0) rules.push({ mode: mode as Mode, match, remaining: count });
+      return sendJson(res, 200, misbehaveState());
+    }
+    return sendJson(res, 200, misbehaveState());
+  }
+
+  if (path === "/control/variant") {
+    if (method === "POST") {
+      const v = Number(body.variant);
+      if (!(v in variants)) return sendJson(res, 400, { error: "variant must be 1 or 2" });
+      currentVariant = v;
+    }
+    return sendJson(res, 200, { variant: currentVariant });
+  }
+
+  return sendJson(res, 404, { error: `no control ${path}` });
+}
+
+// ---------------------------------------------------------------- routing
+
+function discoveryFixture(path: string, res: Res): boolean {
+  switch (path) {
+    case "/broken/discover":
+      res.writeHead(200, { "content-type": MANIFEST_CT });
+      res.end("this is not json");
+      return true;
+    case "/notamanifest/discover":
+      res.writeHead(200, { "content-type": MANIFEST_CT });
+      res.end(`{"hello": "world"}`);
+      return true;
+    case "/missing/discover":
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("no deployment here\n");
+      return true;
+  }
+  return false;
+}
+
+function route(req: Req, res: Res): void {
+  const path = new URL(req.url ?? "/", "http://localhost").pathname;
+
+  if (path.startsWith("/control/")) {
+    control(path, req, res).catch((e) => {
+      console.error("control error:", e);
+      if (!res.headersSent) sendJson(res, 500, { error: String(e) });
+    });
+    return;
+  }
+  if (req.method === "GET" && discoveryFixture(path, res)) return;
+
+  if (req.method === "POST") {
+    const m = /\/invoke\/(.+)$/.exec(path);
+    const rule = m ? takeRule(m[1]) : undefined;
+    if (rule) return misbehave(rule.mode, path, req, res);
+  }
+
+  // /v1/... and /v2/... always reach that variant (the SDK ignores path
+  // prefixes before /discover and /invoke); everything else the current one.
+  const pinned = /^\/v([12])\//.exec(path);
+  const variant = pinned ? Number(pinned[1]) : currentVariant;
+  variants[variant](req, res);
+}
+
+// ---------------------------------------------------------------- main
+
+function listen(server: http.Server | http2.Http2Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => {
+      const addr = server.address();
+      if (addr === null || typeof addr === "string") reject(new Error("unexpected server address"));
+      else resolve(addr.port);
+    });
+  });
+}
+
+process.on("uncaughtException", (e) => console.error("uncaught exception:", e));
+process.on("unhandledRejection", (e) => console.error("unhandled rejection:", e));
+process.on("SIGTERM", () => process.exit(0));
+process.on("SIGINT", () => process.exit(0));
+
+if (process.env.PID_FILE) fs.writeFileSync(process.env.PID_FILE, `${process.pid}\n`);
+
+const h2 = http2.createServer(route);
+h2.on("sessionError", (e) => console.error("http2 session error:", e.message));
+const port = await listen(h2, Number(process.env.PORT ?? 9080));
+
+if (process.env.H1_PORT !== undefined && process.env.H1_PORT !== "") {
+  const h1 = http.createServer(route);
+  h1.on("clientError", (e, socket) => socket.destroy(e));
+  const h1Port = await listen(h1, Number(process.env.H1_PORT));
+  process.stdout.write(`h1 ${h1Port}\n`);
+}
+process.stdout.write(`ready ${port}\n`);
