@@ -287,7 +287,7 @@ AS $$
 DECLARE
     base        text;
     discovered  jsonb;
-    manifest    jsonb;
+    v_manifest  jsonb;
     svc         jsonb;
     hnd         jsonb;
     dep_id      text;
@@ -329,30 +329,30 @@ BEGIN
                                     ARRAY(SELECT e.key || ': ' || e.value
                                             FROM jsonb_each_text(headers) e),
                                     http_version);
-    manifest := discovered -> 'manifest';
+    v_manifest := discovered -> 'manifest';
 
-    IF jsonb_typeof(manifest) <> 'object'
-       OR jsonb_typeof(manifest -> 'services') <> 'array' THEN
+    IF jsonb_typeof(v_manifest) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(v_manifest -> 'services') IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The manifest has no "services" array.';
     END IF;
-    min_v := coalesce((manifest ->> 'minProtocolVersion')::integer, 1);
-    max_v := coalesce((manifest ->> 'maxProtocolVersion')::integer, min_v);
+    min_v := coalesce((v_manifest ->> 'minProtocolVersion')::integer, 1);
+    max_v := coalesce((v_manifest ->> 'maxProtocolVersion')::integer, min_v);
     IF max_v < 5 OR min_v > 6 THEN
         RAISE EXCEPTION 'deployment at "%" speaks service protocol versions % to %, durable speaks 5 to 6',
                         base, min_v, max_v
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Use a Restate SDK release that supports service protocol V5 or V6.';
     END IF;
-    mode := coalesce(manifest ->> 'protocolMode', 'BIDI_STREAM');
+    mode := coalesce(v_manifest ->> 'protocolMode', 'BIDI_STREAM');
     IF mode NOT IN ('BIDI_STREAM', 'REQUEST_RESPONSE') THEN
         RAISE EXCEPTION 'deployment at "%" has unsupported protocolMode "%"', base, mode
             USING ERRCODE = 'feature_not_supported';
     END IF;
 
     -- Validate every service and handler before touching any table.
-    FOR svc IN SELECT * FROM jsonb_array_elements(manifest -> 'services') LOOP
+    FOR svc IN SELECT * FROM jsonb_array_elements(v_manifest -> 'services') LOOP
         IF coalesce(svc ->> 'name', '') = '' OR jsonb_typeof(svc -> 'handlers') IS DISTINCT FROM 'array' THEN
             RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
                 USING ERRCODE = 'invalid_parameter_value',
@@ -369,7 +369,7 @@ BEGIN
                         jsonb_build_object('ty', s -> 'ty',
                           'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name', coalesce(h -> 'ty', 'null'::jsonb)), '{}')
                                          FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
-                    FROM jsonb_array_elements(manifest -> 'services') s);
+                    FROM jsonb_array_elements(v_manifest -> 'services') s);
 
     SELECT * INTO old_dep FROM durable.deployment d WHERE d.uri = base FOR UPDATE;
     IF FOUND THEN
@@ -382,7 +382,13 @@ BEGIN
             RAISE EXCEPTION 'deployment "%" at "%" is already registered with different services',
                             old_dep.id, base
                 USING ERRCODE = 'duplicate_object',
-                      DETAIL = format('Registered: %s. Discovered now: %s.', old_shape, new_shape),
+                      DETAIL = format('Added services: %s. Removed services: %s. Changed services: %s.',
+                          coalesce((SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(new_shape) k
+                                     WHERE NOT old_shape ? k), 'none'),
+                          coalesce((SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(old_shape) k
+                                     WHERE NOT new_shape ? k), 'none'),
+                          coalesce((SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(new_shape) k
+                                     WHERE old_shape ? k AND old_shape -> k <> new_shape -> k), 'none')),
                       HINT = 'Pass force => true to replace the registered services.';
         END IF;
         dep_id := old_dep.id;
@@ -394,23 +400,23 @@ BEGIN
                max_protocol_version = max_v,
                protocol_version = least(max_v, 6),
                sdk_version = discovered ->> 'server',
-               manifest = register_deployment.manifest,
+               manifest = v_manifest,
                updated_at = now()
          WHERE d.id = dep_id;
         -- Services this deployment no longer offers disappear with force.
         DELETE FROM durable.service s
          WHERE s.deployment_id = dep_id
-           AND s.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(manifest -> 'services') e);
+           AND s.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(v_manifest -> 'services') e);
     ELSE
         dep_id := 'dp_' || replace(gen_random_uuid()::text, '-', '');
         INSERT INTO durable.deployment (id, uri, headers, http_version, protocol_mode,
                                         min_protocol_version, max_protocol_version,
                                         protocol_version, sdk_version, manifest)
         VALUES (dep_id, base, register_deployment.headers, discovered ->> 'http_version', mode,
-                min_v, max_v, least(max_v, 6), discovered ->> 'server', manifest);
+                min_v, max_v, least(max_v, 6), discovered ->> 'server', v_manifest);
     END IF;
 
-    FOR svc IN SELECT * FROM jsonb_array_elements(manifest -> 'services') LOOP
+    FOR svc IN SELECT * FROM jsonb_array_elements(v_manifest -> 'services') LOOP
         svc_ty := lower(svc ->> 'ty');
         INSERT INTO durable.service AS s (name, deployment_id, ty, options)
         VALUES (svc ->> 'name', dep_id, svc_ty, svc - 'handlers' - 'name' - 'ty')
@@ -418,7 +424,11 @@ BEGIN
            SET deployment_id = excluded.deployment_id,
                ty = excluded.ty,
                options = excluded.options,
-               revision = s.revision + 1;
+               -- a new revision whenever what serves the service changed
+               revision = s.revision +
+                   CASE WHEN s.deployment_id <> excluded.deployment_id
+                          OR old_shape IS DISTINCT FROM new_shape
+                        THEN 1 ELSE 0 END;
         DELETE FROM durable.handler h
          WHERE h.service_name = svc ->> 'name'
            AND h.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(svc -> 'handlers') e);

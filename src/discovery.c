@@ -134,13 +134,16 @@ fetch_manifest(const char *url, struct curl_slist *headers,
 	CHECK_FOR_INTERRUPTS();
 }
 
-/* Errors that mean "this server does not speak HTTP/2 without TLS". */
+/*
+ * Whether a failed h2c request may mean "this server only speaks HTTP/1.1":
+ * the server was reached but the exchange broke down.
+ */
 static bool
 looks_like_http1_only(CURLcode rc)
 {
-	return rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM ||
-		rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
-		rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_SEND_ERROR;
+	return rc != CURLE_OK && rc != CURLE_COULDNT_CONNECT &&
+		rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_OPERATION_TIMEDOUT &&
+		rc != CURLE_ABORTED_BY_CALLBACK && rc != CURLE_WRITE_ERROR;
 }
 
 static bool

@@ -33,6 +33,13 @@
 #include "shared_state.h"
 #include "submitter.h"
 
+/*
+ * SQLSTATE of an await that timed out.  Not query_canceled (57014): PL/pgSQL
+ * "WHEN OTHERS" does not catch that one, and callers must be able to catch a
+ * timeout and wait again.
+ */
+#define ERRCODE_DURABLE_AWAIT_TIMEOUT MAKE_SQLSTATE('D','R','0','0','1')
+
 PG_FUNCTION_INFO_V1(durable_input_entry);
 PG_FUNCTION_INFO_V1(durable_entry_type_name);
 PG_FUNCTION_INFO_V1(durable_wake_at_commit);
@@ -135,6 +142,7 @@ typedef struct InvocationResult
 	bytea	   *output;			/* NULL if none */
 	int			failure_code;
 	char	   *failure_message;
+	bool		uncommitted;	/* created or changed by this transaction */
 } InvocationResult;
 
 static void
@@ -159,7 +167,7 @@ read_result(const char *id, bool latest)
 {
 	static const char *sql =
 		"SELECT status, completion_result, output, completion_failure_code, "
-		"completion_failure FROM durable.invocation WHERE id = $1";
+		"completion_failure, xmin FROM durable.invocation WHERE id = $1";
 	InvocationResult r = {0};
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(id)};
@@ -198,6 +206,8 @@ read_result(const char *id, bool latest)
 		r.failure_code = isnull ? 0 : DatumGetInt32(d);
 		d = SPI_getbinval(tuple, desc, 5, &isnull);
 		r.failure_message = isnull ? pstrdup("") : TextDatumGetCString(d);
+		d = SPI_getbinval(tuple, desc, 6, &isnull);
+		r.uncommitted = TransactionIdIsCurrentTransactionId(DatumGetTransactionId(d));
 		MemoryContextSwitchTo(spi);
 	}
 	SPI_finish();
@@ -209,7 +219,7 @@ raise_not_found(const char *id)
 {
 	InvocationResult own = read_result(id, false);
 
-	if (own.found)
+	if (own.found && own.uncommitted)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("invocation \"%s\" is not committed yet", id),
@@ -290,6 +300,12 @@ await_result(const char *id, Interval *timeout, bool *isnull)
 		if (cv)
 			ConditionVariablePrepareToSleep(cv);
 		r = read_result(id, true);
+		if (r.found && r.uncommitted && !r.completed)
+		{
+			if (cv)
+				ConditionVariableCancelSleep();
+			raise_not_found(id);
+		}
 		if (!r.found || r.completed)
 		{
 			if (cv)
@@ -307,7 +323,7 @@ await_result(const char *id, Interval *timeout, bool *isnull)
 			if (cv)
 				ConditionVariableCancelSleep();
 			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
+					(errcode(ERRCODE_DURABLE_AWAIT_TIMEOUT),
 					 errmsg("timed out waiting for invocation %s", id),
 					 errdetail("The invocation is %s; it goes on running.", r.status),
 					 errhint("Wait again with durable.await(), or read it later with durable.output().")));

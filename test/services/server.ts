@@ -21,7 +21,16 @@ import { Counter, Extra, Greeter, Probe, Steps } from "./services.ts";
 import { writeLine } from "./effects.ts";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
+// What we use of http.ServerResponse and http2.Http2ServerResponse (their
+// union is not callable in TypeScript, so describe the common part).
+interface Res {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers?: Record<string, string | string[]>): unknown;
+  flushHeaders?(): void; // present at runtime on both, missing in @types/node for http2
+  end(data?: string | Uint8Array): unknown;
+  destroy(): unknown;
+  on(event: "close" | "error", listener: (...args: unknown[]) => void): unknown;
+}
 type Handler = (req: Req, res: Res) => void;
 
 const INVOCATION_CT = "application/vnd.restate.invocation.v6";
@@ -44,17 +53,18 @@ const stderrLogger: restate.LoggerTransport = (params, message, ...rest) => {
 
 // ---------------------------------------------------------------- variants
 
-// Variant 2 is the same deployment plus the Extra service.  createEndpointHandler
-// picks BIDI_STREAM for HTTP/2 and REQUEST_RESPONSE for HTTP/1.1 requests.
+// createEndpointHandler picks BIDI_STREAM for HTTP/2 and REQUEST_RESPONSE for
+// HTTP/1.1 requests (the latter is what endpoint().http1Handler() does).
+function sdkHandler(services: Parameters<typeof restate.createEndpointHandler>[0]["services"]): Handler {
+  const handler = restate.createEndpointHandler({ services, logger: stderrLogger });
+  // It takes either an HTTP/1.1 or an HTTP/2 request/response pair.
+  return (req, res) => handler(req as http.IncomingMessage, res as unknown as http.ServerResponse);
+}
+
+// Variant 2 is the same deployment plus the Extra service.
 const variants: Record<number, Handler> = {
-  1: restate.createEndpointHandler({
-    services: [Greeter, Steps, Probe, Counter],
-    logger: stderrLogger,
-  }) as Handler,
-  2: restate.createEndpointHandler({
-    services: [Greeter, Steps, Probe, Counter, Extra],
-    logger: stderrLogger,
-  }) as Handler,
+  1: sdkHandler([Greeter, Steps, Probe, Counter]),
+  2: sdkHandler([Greeter, Steps, Probe, Counter, Extra]),
 };
 let currentVariant = 1;
 
@@ -127,7 +137,7 @@ function misbehave(mode: Mode, path: string, req: Req, res: Res): void {
       return;
     case "hang": {
       res.writeHead(200, headers);
-      res.flushHeaders();
+      res.flushHeaders?.();
       hanging.add(res);
       // Never answer; drop the stream only when the client gives up (or,
       // as a safety net, after MISBEHAVE_HANG_MAX_MS).
@@ -265,12 +275,12 @@ process.on("SIGINT", () => process.exit(0));
 
 if (process.env.PID_FILE) fs.writeFileSync(process.env.PID_FILE, `${process.pid}\n`);
 
-const h2 = http2.createServer(route);
+const h2 = http2.createServer((req, res) => route(req, res));
 h2.on("sessionError", (e) => console.error("http2 session error:", e.message));
 const port = await listen(h2, Number(process.env.PORT ?? 9080));
 
 if (process.env.H1_PORT !== undefined && process.env.H1_PORT !== "") {
-  const h1 = http.createServer(route);
+  const h1 = http.createServer((req, res) => route(req, res));
   h1.on("clientError", (e, socket) => socket.destroy(e));
   const h1Port = await listen(h1, Number(process.env.H1_PORT));
   process.stdout.write(`h1 ${h1Port}\n`);
