@@ -192,6 +192,9 @@ attempt_prepare_request(Attempt *a)
 void
 attempt_start(Attempt *a)
 {
+	/* The response buffer must live as long as the attempt. */
+	MemoryContext old = MemoryContextSwitchTo(a->cxt);
+
 	a->transfer.owner = a;
 	a->started_at = GetCurrentTimestamp();
 	http_client_start_post(&a->transfer, a->url,
@@ -201,6 +204,7 @@ attempt_start(Attempt *a)
 						   a->inactivity_timeout_ms, a->abort_timeout_ms,
 						   (size_t) durable_max_message_size);
 	a->started = true;
+	MemoryContextSwitchTo(old);
 }
 
 /* ----------------------------------------------------------------------

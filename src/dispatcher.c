@@ -176,6 +176,7 @@ run_cycle(List *finished, bool *any_completed)
 	List	   *claimed = NIL;
 	ListCell   *lc;
 	int			capacity;
+	MemoryContext loop_cxt = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -216,7 +217,7 @@ run_cycle(List *finished, bool *any_completed)
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
 		if (capacity > 0)
 		{
-			claimed = store_claim(my_slot, capacity, attempts_cxt);
+			claimed = store_claim(my_slot, capacity, attempts_cxt, loop_cxt);
 			foreach(lc, claimed)
 			{
 				Attempt    *a = lfirst(lc);
@@ -233,6 +234,7 @@ run_cycle(List *finished, bool *any_completed)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(loop_cxt);
 	return claimed;
 }
 

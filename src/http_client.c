@@ -115,7 +115,12 @@ http_client_init(void)
 		ereport(ERROR, (errmsg("could not create a libcurl multi handle")));
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_callback);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_callback);
-	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+	/*
+	 * No HTTP/2 multiplexing: libcurl 7.88 (Debian 12) breaks requests that
+	 * share or reuse an HTTP/2 connection ("Error in the HTTP2 framing
+	 * layer"), so every HTTP/2 attempt gets a connection of its own.
+	 */
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_NOTHING);
 }
 
 void
@@ -212,11 +217,7 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	http_apply_version(easy, url, version);
 
-	/*
-	 * libcurl 7.88 (Debian 12) fails every request after the first on a
-	 * reused HTTP/2 connection with "Error in the HTTP2 framing layer", so
-	 * HTTP/2 requests get a connection each.  On loopback this costs little.
-	 */
+	/* See http_client_init: one connection per HTTP/2 attempt. */
 	if (version != HTTP_VERSION_1_1)
 		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);

@@ -247,7 +247,8 @@ load_state(Attempt *a)
 }
 
 List *
-store_claim(int worker, int limit, MemoryContext attempt_parent)
+store_claim(int worker, int limit, MemoryContext attempt_parent,
+			MemoryContext list_cxt)
 {
 	Datum		values[2] = {Int32GetDatum(worker), Int32GetDatum(limit)};
 	SPITupleTable *claimed;
@@ -288,9 +289,10 @@ store_claim(int worker, int limit, MemoryContext attempt_parent)
 		a->inactivity_timeout_ms = isnull ? durable_inactivity_timeout_ms : DatumGetInt64(d);
 		d = SPI_getbinval(tuple, desc, 15, &isnull);
 		a->abort_timeout_ms = isnull ? durable_abort_timeout_ms : DatumGetInt64(d);
-		MemoryContextSwitchTo(old);
-
+		/* The list must outlive SPI_finish; the attempts live on their own. */
+		MemoryContextSwitchTo(list_cxt);
 		attempts = lappend(attempts, a);
+		MemoryContextSwitchTo(old);
 	}
 
 	/* Loading runs further queries, which replace SPI_tuptable. */

@@ -22,8 +22,12 @@
 extern bool store_extension_ready(void);
 extern int	store_recover(int worker, int nworkers);
 
-/* Claims up to limit invocations; returns a List of Attempt (loaded). */
-extern List *store_claim(int worker, int limit, MemoryContext attempt_parent);
+/*
+ * Claims up to limit invocations; returns a List (allocated in list_cxt) of
+ * Attempts (each in its own context under attempt_parent), loaded.
+ */
+extern List *store_claim(int worker, int limit, MemoryContext attempt_parent,
+						 MemoryContext list_cxt);
 
 extern int	store_append_entry(const char *invocation_id, uint16 type,
 							   const char *name, int completion_id,
