@@ -212,6 +212,24 @@ attempt_start(Attempt *a)
  * ----------------------------------------------------------------------
  */
 
+/* Reads a protobuf varint at *p (bounded by end); false if malformed. */
+static bool
+read_varint(const uint8 **p, const uint8 *end, uint64 *value)
+{
+	uint64		v = 0;
+	int			shift = 0;
+
+	do
+	{
+		if (*p >= end || shift > 63)
+			return false;
+		v |= (uint64) (**p & 0x7F) << shift;
+		shift += 7;
+	} while (*(*p)++ & 0x80);
+	*value = v;
+	return true;
+}
+
 /*
  * Reads the common fields of any command without knowing its type: the
  * entry name (field 12) and result_completion_id (field 11).  Doubles as a
@@ -226,57 +244,35 @@ scan_command_fields(const uint8 *p, size_t len, char **name, int *completion_id)
 	*completion_id = 0;
 	while (p < end)
 	{
-		uint64		key = 0;
-		uint64		v = 0;
-		int			shift = 0;
+		uint64		key;
+		uint64		v;
 		int			field;
-		int			wiretype;
 
-		do
-		{
-			if (p >= end || shift > 63)
-				return false;
-			key |= (uint64) (*p & 0x7F) << shift;
-			shift += 7;
-		} while (*p++ & 0x80);
+		if (!read_varint(&p, end, &key))
+			return false;
 		field = (int) (key >> 3);
-		wiretype = (int) (key & 7);
 
-		switch (wiretype)
+		switch (key & 7)
 		{
-			case 0:
-				shift = 0;
-				do
-				{
-					if (p >= end || shift > 63)
-						return false;
-					v |= (uint64) (*p & 0x7F) << shift;
-					shift += 7;
-				} while (*p++ & 0x80);
+			case 0:				/* varint */
+				if (!read_varint(&p, end, &v))
+					return false;
 				if (field == 11)
 					*completion_id = (int) v;
 				break;
-			case 1:
+			case 1:				/* 64-bit */
 				if (end - p < 8)
 					return false;
 				p += 8;
 				break;
-			case 2:
-				shift = 0;
-				do
-				{
-					if (p >= end || shift > 63)
-						return false;
-					v |= (uint64) (*p & 0x7F) << shift;
-					shift += 7;
-				} while (*p++ & 0x80);
-				if (v > (uint64) (end - p))
+			case 2:				/* length-delimited */
+				if (!read_varint(&p, end, &v) || v > (uint64) (end - p))
 					return false;
 				if (field == 12)
 					*name = pnstrdup((const char *) p, (Size) v);
 				p += v;
 				break;
-			case 5:
+			case 5:				/* 32-bit */
 				if (end - p < 4)
 					return false;
 				p += 4;

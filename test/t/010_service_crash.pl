@@ -33,8 +33,10 @@ kill9_service($svc);
 
 # Whatever reached the journal before the service died.
 my $journaled = journaled_steps($node, $id);
-cmp_ok(scalar(keys %$journaled), '>=', 3, 'at least three steps journaled at the kill');
-cmp_ok(scalar(keys %$journaled), '<', 10, 'the invocation was still running at the kill');
+cmp_ok(scalar(keys %$journaled),
+	'>=', 3, 'at least three steps journaled at the kill');
+cmp_ok(scalar(keys %$journaled),
+	'<', 10, 'the invocation was still running at the kill');
 
 ok( wait_for(
 		$node,

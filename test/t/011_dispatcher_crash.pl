@@ -33,11 +33,23 @@ ok( wait_for(
 	'three steps journaled');
 
 my $journaled = journaled_steps($node, $id);
+cmp_ok(scalar(keys %$journaled), '<', 10,
+	'the invocation was still running at the kill');
 
-# Any dispatcher will do: the crash restart takes the others down too.
+# Kill the dispatcher that runs the attempt (its slot is claimed_by; the
+# server log maps slots to pids), else any: the crash restart takes the
+# others down too.
+my %slot_pid = reverse(slurp_file($node->logfile) =~
+	  /\[(\d+)\] LOG:  durable dispatcher (\d+) started/g);
+my $slot = $node->safe_psql('postgres',
+	"SELECT claimed_by FROM durable.invocation WHERE id = '$id' AND status = 'running'"
+);
 my $victim = $old_pids[0];
+$victim = $slot_pid{$slot}
+  if $slot ne '' && grep { $_ eq ($slot_pid{$slot} // '') } @old_pids;
 like($victim, qr/^\d+$/, 'found a dispatcher to kill');
-note "killing dispatcher pid $victim";
+note "killing dispatcher pid $victim (running the attempt: "
+  . ($slot ne '' && $victim eq ($slot_pid{$slot} // '') ? 'yes' : 'unknown') . ')';
 ok(kill('KILL', $victim), 'kill -9 the dispatcher');
 
 # The postmaster restarts everything: wait for two new dispatchers.

@@ -44,7 +44,7 @@ check_steps_invocation($node, $svc->{log}, $id, 10, $journaled,
 my $n = 20;
 my @ids = split /\n/,
   $node->safe_psql('postgres',
-	qq{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 200}'::jsonb) FROM generate_series(1, $n)}
+	qq{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb) FROM generate_series(1, $n)}
   );
 is(scalar(@ids), $n, "$n invocations sent");
 my $list = join(',', map { "'$_'" } @ids);
@@ -63,8 +63,15 @@ my $in_flight = $node->safe_psql('postgres',
 );
 cmp_ok($in_flight, '>', 0, "invocations in flight at the restart: $in_flight");
 
+my $log_offset = -s $node->logfile;
 $node->stop('immediate');
 $node->start;
+ok( eval {
+		local $PostgreSQL::Test::Utils::timeout_default = 60;
+		$node->wait_for_log(qr/resuming \d+ interrupted invocation attempt/,
+			$log_offset);
+	},
+	'a dispatcher resumed the interrupted attempts');
 
 ok(wait_for_completion($node, \@ids), "all $n invocations complete after the restart");
 foreach my $i (0 .. $#ids)

@@ -94,7 +94,6 @@ sub new_durable_node
 		'durable.workers' => '2',
 		'durable.retry_initial_interval' => '100ms',
 		'durable.retry_max_interval' => '1s',
-		'log_min_messages' => 'log',
 		%extra_conf);
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
@@ -110,10 +109,12 @@ sub new_durable_node
 
 =item start_service(%opts)
 
-Starts test/services/server.ts.  Options: port (default 0: any free port),
-h1 (true to also serve HTTP/1.1, on h1_port or else any free port), log (the
-side-effect log; default a new file).  Waits for "ready <port>" and returns
-a hash reference with pid, port, h1_port (if any), log and uri.
+Starts test/services/server.ts.  Options: port (default: a free port from
+PostgreSQL::Test::Cluster::get_free_port; 0 lets the service choose), h1
+(true to also serve HTTP/1.1, on h1_port or else another free port), log
+(the side-effect log; default a new file in the log directory).  Waits for
+"ready <port>" and returns a hash reference with pid, port, uri, log and,
+with h1, h1_port and h1_uri.
 
 =cut
 
@@ -124,9 +125,14 @@ sub start_service
 	croak 'DURABLE_NODE is not set' unless $ENV{DURABLE_NODE};
 	croak 'DURABLE_REPO is not set' unless $ENV{DURABLE_REPO};
 
+	# Ports come from the framework's allocator, like the clusters' ports:
+	# below the kernel's ephemeral range (so that no outgoing connection
+	# can hold them while the service is down and must come back on the
+	# same port) and reserved against concurrent test scripts.
 	my $svc = {
-		port => $opts{port} // 0,
-		h1_port => $opts{h1_port} // ($opts{h1} ? 0 : undef),
+		port => $opts{port} // PostgreSQL::Test::Cluster::get_free_port(),
+		h1_port => $opts{h1_port}
+		  // ($opts{h1} ? PostgreSQL::Test::Cluster::get_free_port() : undef),
 		log => $opts{log} // _new_effects_log(),
 	};
 	_spawn_service($svc);
@@ -178,6 +184,8 @@ sub _spawn_service
 	croak "fork failed: $!" unless defined $pid;
 	if ($pid == 0)
 	{
+		# The child must never return into the test script (nor run its END
+		# blocks, which would tear down the clusters): exec or _exit.
 		$ENV{PORT} = $svc->{port};
 		if (defined $svc->{h1_port})
 		{
@@ -189,11 +197,15 @@ sub _spawn_service
 		}
 		$ENV{DURABLE_TEST_LOG} = $svc->{log};
 		$ENV{PID_FILE} = $pidfile;
-		open(STDIN, '<', '/dev/null') or die "stdin: $!";
-		open(STDOUT, '>', $out) or die "$out: $!";
-		open(STDERR, '>', $err) or die "$err: $!";
-		exec($ENV{DURABLE_NODE}, "$ENV{DURABLE_REPO}/test/services/server.ts")
-		  or die "exec $ENV{DURABLE_NODE}: $!";
+		if (   open(STDIN, '<', '/dev/null')
+			&& open(STDOUT, '>', $out)
+			&& open(STDERR, '>', $err))
+		{
+			exec($ENV{DURABLE_NODE},
+				"$ENV{DURABLE_REPO}/test/services/server.ts");
+		}
+		print STDERR "could not start $ENV{DURABLE_NODE}: $!\n";
+		POSIX::_exit(127);
 	}
 
 	my $deadline = time() + 60;
@@ -278,7 +290,9 @@ sub kill9_service
 
 END
 {
-	# Never leave a test service behind, whatever happened.
+	# Never leave a test service behind, whatever happened; and keep the
+	# script's exit status, which waitpid would overwrite.
+	local $?;
 	foreach my $pid (keys %running_services)
 	{
 		kill 'KILL', $pid;
