@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "http_client.h"
 #include "protocol.h"
@@ -38,7 +39,8 @@ static CURLM *multi = NULL;
 static WatchedSocket *sockets = NULL;
 static int	nsockets = 0;
 static int	max_sockets = 0;
-static long curl_timeout_ms = -1;
+/* When libcurl wants to be called back (0: no timer).  One-shot. */
+static TimestampTz curl_deadline = 0;
 static int	active_transfers = 0;
 
 /* Non-2xx bodies are only kept for the error message. */
@@ -103,7 +105,8 @@ socket_callback(CURL *easy, curl_socket_t fd, int what, void *userp, void *socke
 static int
 timer_callback(CURLM *m, long timeout_ms, void *userp)
 {
-	curl_timeout_ms = timeout_ms;
+	curl_deadline = timeout_ms < 0 ? 0 :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return 0;
 }
 
@@ -283,8 +286,15 @@ http_client_wait(long timeout_ms, uint32 wait_event_info)
 	int			running;
 	long		effective = timeout_ms;
 
-	if (curl_timeout_ms >= 0 && (effective < 0 || curl_timeout_ms < effective))
-		effective = curl_timeout_ms;
+	if (curl_deadline != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		curl_ms = now >= curl_deadline ? 0 :
+			(long) TimestampDifferenceMilliseconds(now, curl_deadline) + 1;
+
+		if (effective < 0 || curl_ms < effective)
+			effective = curl_ms;
+	}
 
 	set = CreateWaitEventSet(CurrentMemoryContext, nsockets + 2);
 	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
@@ -323,8 +333,15 @@ http_client_wait(long timeout_ms, uint32 wait_event_info)
 	}
 	pfree(events);
 
-	/* Let libcurl run its timers (timeouts, connection setup, retries). */
-	curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	/*
+	 * Run libcurl's timers once they are due.  The timer is one-shot: clear
+	 * it first, libcurl sets a new one from inside the call if it needs one.
+	 */
+	if (curl_deadline != 0 && GetCurrentTimestamp() >= curl_deadline)
+	{
+		curl_deadline = 0;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
 	return latch_set;
 }
 
