@@ -466,6 +466,7 @@ CREATE FUNCTION durable._enqueue(p_service text, p_handler text, p_input bytea,
                                  p_invoked_by_id text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -564,6 +565,8 @@ CREATE FUNCTION durable.send(service text, handler text, input jsonb DEFAULT NUL
                              delay interval DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT durable._enqueue(service, handler,
                             CASE WHEN input IS NULL THEN NULL
@@ -578,6 +581,8 @@ CREATE FUNCTION durable.send(service text, handler text, input bytea,
                              delay interval DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT durable._enqueue(service, handler, input, key, idempotency_key, delay)
 $$;
@@ -587,17 +592,17 @@ CREATE FUNCTION durable.call(service text, handler text, input jsonb DEFAULT NUL
                              timeout interval DEFAULT '1 min')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_call'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION durable.await(invocation_id text, timeout interval DEFAULT '1 min')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_await'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE SECURITY DEFINER;
 
 CREATE FUNCTION durable.output(invocation_id text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_output'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE SECURITY DEFINER STRICT;
 
 /*
  * ---------------------------------------------------------------------------
@@ -729,7 +734,7 @@ CREATE FUNCTION durable._attempt_failed(p_id text, p_code integer, p_message tex
                                         p_retry_delay_ms bigint,
                                         p_initial_ms bigint, p_max_ms bigint,
                                         p_factor float8, p_max_attempts integer,
-                                        p_on_max text)
+                                        p_on_max text, p_pause boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -762,8 +767,9 @@ BEGIN
 
     failures := inv.retry_count_since_last_stored_entry + 1;
 
-    IF max_att > 0 AND failures >= max_att THEN
-        IF on_max = 'kill' THEN
+    -- p_pause: retrying cannot help (e.g. a command durable does not support yet)
+    IF p_pause OR (max_att > 0 AND failures >= max_att) THEN
+        IF on_max = 'kill' AND NOT p_pause THEN
             PERFORM durable._complete(p_id, NULL, coalesce(p_code, 500), p_message);
             UPDATE durable.invocation i
                SET retry_count = i.retry_count + 1,
@@ -899,12 +905,20 @@ $$;
 
 /*
  * ---------------------------------------------------------------------------
- * Privileges: the runtime's tables are not for direct modification.
+ * Privileges.  Only the extension's owner may use it until it grants more:
+ * the API functions run as their owner (SECURITY DEFINER) and check nothing
+ * else, so EXECUTE on them is the permission to start and read invocations.
+ * See docs/sql-api.md, "Letting other roles use durable".
  * ---------------------------------------------------------------------------
  */
 REVOKE ALL ON ALL TABLES IN SCHEMA durable FROM PUBLIC;
-REVOKE ALL ON FUNCTION durable._discover(text, text[], text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION durable.register_deployment(text, jsonb, text, boolean) FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA durable FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION durable.new_invocation_id(text, text),
+                          durable.invocation_id_bytes(text),
+                          durable.decode_entry(integer, bytea),
+                          durable.entry_type_name(integer),
+                          durable._bytes_to_jsonb(bytea)
+    TO PUBLIC;
 
 -- Let the dispatchers know a fresh installation is ready.
 SELECT durable._wake_at_commit();

@@ -373,7 +373,7 @@ fail(Attempt *a, int code, int64 retry_delay_ms, const char *fmt,...)
 		enlargeStringInfo(&msg, needed);
 	}
 	a->failure_message = msg.data;
-	store_attempt_failed(a->invocation_id, code, msg.data, retry_delay_ms);
+	store_attempt_failed(a->invocation_id, code, msg.data, retry_delay_ms, false);
 	return ATTEMPT_FAILED;
 }
 

@@ -123,7 +123,9 @@ record_failure_fn(void *arg)
 {
 	ApplyArgs  *args = arg;
 
-	store_attempt_failed(args->attempt->invocation_id, args->code, args->message, -1);
+	/* An unsupported command fails every retry the same way: pause at once. */
+	store_attempt_failed(args->attempt->invocation_id, args->code, args->message,
+						 -1, args->code == 501);
 }
 
 static AttemptOutcome

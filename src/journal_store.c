@@ -100,9 +100,9 @@ static StoredQuery q_complete = {
 	4, {TEXTOID, BYTEAOID, INT4OID, TEXTOID}
 };
 static StoredQuery q_attempt_failed = {
-	"SELECT durable._attempt_failed($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-	9, {TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
-	INT4OID, TEXTOID}
+	"SELECT durable._attempt_failed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	10, {TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
+	INT4OID, TEXTOID, BOOLOID}
 };
 static StoredQuery q_due_timers = {
 	"SELECT invocation_id, completion_id FROM durable._take_due_timers($1)",
@@ -476,10 +476,10 @@ store_complete(const char *invocation_id, const uint8 *output, size_t outlen,
 
 char *
 store_attempt_failed(const char *invocation_id, int code, const char *message,
-					 int64 retry_delay_ms)
+					 int64 retry_delay_ms, bool pause)
 {
-	Datum		values[9];
-	char		nulls[9] = "         ";
+	Datum		values[10];
+	char		nulls[10] = "          ";
 	bool		isnull;
 	Datum		d;
 
@@ -494,6 +494,7 @@ store_attempt_failed(const char *invocation_id, int code, const char *message,
 	values[7] = Int32GetDatum(durable_retry_max_attempts);
 	values[8] = CStringGetTextDatum(durable_retry_on_max_attempts == RETRY_EXHAUSTED_KILL
 									? "kill" : "pause");
+	values[9] = BoolGetDatum(pause);
 	run(&q_attempt_failed, values, nulls, 1);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? NULL : TextDatumGetCString(d);

@@ -50,8 +50,10 @@ extern bool store_suspend(const char *invocation_id, int ncompletions,
 extern void store_complete(const char *invocation_id, const uint8 *output,
 						   size_t outlen, bool failed, int failure_code,
 						   const char *failure_message);
+/* pause: retrying cannot help, pause the invocation right away. */
 extern char *store_attempt_failed(const char *invocation_id, int code,
-								  const char *message, int64 retry_delay_ms);
+								  const char *message, int64 retry_delay_ms,
+								  bool pause);
 
 /* Due timers: returns a List of (invocation id, completion id) pairs. */
 typedef struct DueTimer

@@ -183,7 +183,8 @@ read_result(const char *id, bool latest)
 		rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 								  InvalidSnapshot, true, false, 1);
 	else
-		rc = SPI_execute_plan(plan, values, NULL, true, 1);
+		/* read_only = false: a fresh snapshot that includes our own writes */
+		rc = SPI_execute_plan(plan, values, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "reading invocation failed: %s", SPI_result_code_string(rc));
 
@@ -248,7 +249,7 @@ raise_failure(const char *id, const InvocationResult *r)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
-			 errmsg("invocation %s failed: %s", id, r->failure_message),
+			 errmsg("invocation \"%s\" failed: %s", id, r->failure_message),
 			 errdetail("The handler ended with failure code %d.", r->failure_code)));
 }
 
@@ -262,7 +263,7 @@ durable_output(PG_FUNCTION_ARGS)
 
 	validate_id(id);
 	r = read_result(id, true);
-	if (!r.found)
+	if (!r.found || (r.uncommitted && !r.completed))
 		raise_not_found(id);
 	if (!r.completed)
 		PG_RETURN_NULL();
@@ -274,21 +275,68 @@ durable_output(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(d);
 }
 
+static int64
+interval_to_timeout_us(Interval *timeout)
+{
+	int64		timeout_us = timeout->time + (int64) timeout->day * USECS_PER_DAY +
+		(int64) timeout->month * 30 * USECS_PER_DAY;
+
+	if (timeout_us < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	return timeout_us;
+}
+
+/*
+ * durable.call commits its invocation from another process.  If this
+ * transaction already holds an uncommitted invocation with the same
+ * idempotency key, that process would wait for us while we wait for it.
+ */
+static void
+refuse_own_idempotency_key(const char *service, const char *handler,
+						   const char *key, const char *idempotency_key)
+{
+	static const char *sql =
+		"SELECT id, xmin FROM durable.invocation "
+		"WHERE service_name = $1 AND coalesce(service_key, '') = coalesce($2, '') "
+		"AND handler_name = $3 AND idempotency_key = $4";
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(service);
+	values[1] = key ? CStringGetTextDatum(key) : (Datum) 0;
+	nulls[1] = key ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(handler);
+	values[3] = CStringGetTextDatum(idempotency_key);
+
+	SPI_connect();
+	if (SPI_execute_with_args(sql, 4, types, values, nulls, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "looking up idempotency key failed");
+	if (SPI_processed > 0 &&
+		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(
+			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull))))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invocation \"%s\" with idempotency key \"%s\" is not committed yet",
+						TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc, 1, &isnull)),
+						idempotency_key),
+				 errdetail("It was created by the current transaction, which durable.call cannot wait for."),
+				 errhint("Commit first, then wait for it with durable.await().")));
+	SPI_finish();
+}
+
 static Datum
 await_result(const char *id, Interval *timeout, bool *isnull)
 {
 	ConditionVariable *cv = shared_state_completion_cv();
 	TimestampTz deadline;
-	int64		timeout_us;
 
 	validate_id(id);
-	timeout_us = timeout->time + (int64) timeout->day * USECS_PER_DAY +
-		(int64) timeout->month * 30 * USECS_PER_DAY;
-	if (timeout_us < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
-	deadline = GetCurrentTimestamp() + timeout_us;
+	deadline = GetCurrentTimestamp() + interval_to_timeout_us(timeout);
 
 	for (;;)
 	{
@@ -324,7 +372,9 @@ await_result(const char *id, Interval *timeout, bool *isnull)
 				ConditionVariableCancelSleep();
 			ereport(ERROR,
 					(errcode(ERRCODE_DURABLE_AWAIT_TIMEOUT),
-					 errmsg("timed out waiting for invocation %s", id),
+					 errmsg("timed out waiting for invocation \"%s\"", id),
+					 strcmp(r.status, "paused") == 0 ?
+					 errdetail("The invocation is paused: it failed durable.retry_max_attempts times in a row and is not retried any more.") :
 					 errdetail("The invocation is %s; it goes on running.", r.status),
 					 errhint("Wait again with durable.await(), or read it later with durable.output().")));
 		}
@@ -393,6 +443,9 @@ durable_call(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("timeout must not be NULL")));
+	(void) interval_to_timeout_us(PG_GETARG_INTERVAL_P(5));
+	if (idempotency_key != NULL)
+		refuse_own_idempotency_key(service, handler, key, idempotency_key);
 
 	id = submit_invocation(service, handler, input, key, idempotency_key);
 	d = await_result(id, PG_GETARG_INTERVAL_P(5), &isnull);

@@ -73,7 +73,18 @@ SELECT durable.await(:'id', timeout => NULL);
 BEGIN;
 SELECT durable.send('Greeter', 'greet', '"uncommitted"'::jsonb) AS uncommitted \gset
 SELECT test_error(format('SELECT durable.await(%L, ''1 s'')', :'uncommitted'));
+SELECT test_error(format('SELECT durable.output(%L)', :'uncommitted'));
+-- in one statement, too
+SELECT test_error($$SELECT durable.await(durable.send('Greeter', 'greet', '"same statement"'::jsonb))$$);
 ROLLBACK;
+-- durable.call cannot wait for an idempotency key this transaction holds
+BEGIN;
+SELECT durable.send('Greeter', 'greet', '"mine"'::jsonb, idempotency_key => 'held') IS NOT NULL AS sent;
+SELECT test_error($$SELECT durable.call('Greeter', 'greet', '"mine"', idempotency_key => 'held')$$);
+ROLLBACK;
+-- a bad timeout is refused before anything is submitted
+SELECT test_error($$SELECT durable.call('Greeter', 'greet', '"negative"', timeout => '-1 s')$$);
+SELECT count(*) FROM durable.journal WHERE entry->>'value' = 'negative';
 -- a timeout leaves the invocation running
 SELECT durable.send('Steps', 'run', '{"steps": 2, "delayMs": 1500}'::jsonb) AS slow \gset
 SELECT split_part(test_error(format('SELECT durable.await(%L, ''100 ms'')', :'slow')), E'\n', 1);
