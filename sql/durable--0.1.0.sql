@@ -137,6 +137,8 @@ CREATE INDEX invocation_runnable_idx ON durable.invocation (run_at)
     WHERE status IN ('ready', 'scheduled', 'backing-off');
 CREATE INDEX invocation_claimed_idx ON durable.invocation (claimed_by)
     WHERE status = 'running';
+CREATE INDEX invocation_key_idx ON durable.invocation (service_name, service_key)
+    WHERE service_key IS NOT NULL AND status <> 'completed';
 CREATE UNIQUE INDEX invocation_idempotency_idx
     ON durable.invocation (service_name, coalesce(service_key, ''), handler_name,
                            idempotency_key)
@@ -164,6 +166,30 @@ CREATE TABLE durable.state_entry (
     value               bytea NOT NULL,
     PRIMARY KEY (service_name, service_key, key)
 );
+
+/*
+ * Virtual objects and workflows have a single writer per key: an exclusive
+ * invocation (exclusive or workflow handler) that has not started yet waits
+ * while another exclusive invocation of the same key holds the lock (has
+ * started and is not completed: running, suspended, backing off or paused)
+ * or was queued before it.  Shared handlers never wait.
+ */
+CREATE FUNCTION durable._waits_for_lock(p_id text, p_service text, p_key text,
+                                        p_handler_ty text, p_created_at timestamptz,
+                                        p_running_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+    SELECT p_key IS NOT NULL AND p_running_at IS NULL
+       AND p_handler_ty IN ('exclusive', 'workflow')
+       AND EXISTS (SELECT 1 FROM durable.invocation o
+                    WHERE o.service_name = p_service AND o.service_key = p_key
+                      AND o.status NOT IN ('completed', 'scheduled')
+                      AND o.handler_ty IN ('exclusive', 'workflow')
+                      AND o.id <> p_id
+                      AND (o.running_at IS NOT NULL
+                           OR (o.created_at, o.id) < (p_created_at, p_id)))
+$$;
 
 /*
  * ---------------------------------------------------------------------------
@@ -212,7 +238,20 @@ SELECT i.id,
        i.service_key AS target_service_key,
        i.handler_name AS target_handler_name,
        i.service_ty AS target_service_ty,
-       i.status,
+       -- waiting for a virtual object's lock (see durable._waits_for_lock)
+       CASE WHEN i.status IN ('ready', 'scheduled', 'backing-off')
+                 AND i.run_at <= now()
+                 AND i.service_key IS NOT NULL AND i.running_at IS NULL
+                 AND i.handler_ty IN ('exclusive', 'workflow')
+                 AND EXISTS (SELECT 1 FROM durable.invocation o
+                              WHERE o.service_name = i.service_name
+                                AND o.service_key = i.service_key
+                                AND o.status NOT IN ('completed', 'scheduled')
+                                AND o.handler_ty IN ('exclusive', 'workflow')
+                                AND o.id <> i.id
+                                AND (o.running_at IS NOT NULL
+                                     OR (o.created_at, o.id) < (i.created_at, i.id)))
+            THEN 'pending' ELSE i.status END AS status,
        i.idempotency_key,
        i.invoked_by,
        i.invoked_by_id,
@@ -532,12 +571,14 @@ BEGIN
     INSERT INTO durable.invocation (id, service_name, handler_name, service_key,
                                     service_ty, handler_ty, status, idempotency_key,
                                     invoked_by, invoked_by_id, random_seed, journal_size,
-                                    run_at, scheduled_start_at)
+                                    run_at, scheduled_start_at, created_at)
     VALUES (new_id, p_service, p_handler, p_key, svc.ty, hnd.ty,
             CASE WHEN start_at IS NULL THEN 'ready' ELSE 'scheduled' END,
             p_idempotency_key, p_invoked_by, p_invoked_by_id,
             (random() * 9.0e18)::bigint, 1,
-            coalesce(start_at, now()), start_at)
+            coalesce(start_at, now()), start_at,
+            -- the statement's own time: invocations of one key queue in send order
+            clock_timestamp())
     ON CONFLICT (service_name, coalesce(service_key, ''), handler_name, idempotency_key)
         WHERE idempotency_key IS NOT NULL DO NOTHING;
 
@@ -826,6 +867,8 @@ BEGIN
         SELECT i.id FROM durable.invocation i
          WHERE i.status IN ('ready', 'scheduled', 'backing-off')
            AND i.run_at <= clock_timestamp()
+           AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
+                                           i.handler_ty, i.created_at, i.running_at)
          ORDER BY i.run_at
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED
@@ -899,7 +942,10 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT least((SELECT min(i.run_at) FROM durable.invocation i
-                   WHERE i.status IN ('ready', 'scheduled', 'backing-off')),
+                   WHERE i.status IN ('ready', 'scheduled', 'backing-off')
+                     AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
+                                                     i.handler_ty, i.created_at,
+                                                     i.running_at)),
                  (SELECT min(t.wake_at) FROM durable.timer t))
 $$;
 

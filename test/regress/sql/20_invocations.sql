@@ -93,3 +93,18 @@ SELECT durable.await(:'slow')->>'steps' AS steps;
 -- nothing crashed
 SELECT count(*) AS dispatchers FROM pg_stat_activity
  WHERE backend_type = 'durable dispatcher';
+
+-- a virtual object has one writer per key: 30 concurrent adds, none lost
+CREATE TEMP TABLE adds AS
+SELECT g, durable.send('Counter', 'add', '1'::jsonb, key => 'race') AS id
+  FROM generate_series(1, 30) g;
+-- (queued ones show as pending until the lock is theirs)
+SELECT bool_or(status = 'pending') AS some_pending
+  FROM durable.invocations WHERE id IN (SELECT id FROM adds)
+ AND status <> 'completed';
+SELECT count(DISTINCT durable.await(id)) AS distinct_results FROM adds;
+SELECT durable.call('Counter', 'get', key => 'race');
+-- results came out in queue order
+SELECT bool_and(r.out = r.g) AS fifo
+  FROM (SELECT a.g, i.output::int AS out
+          FROM adds a JOIN durable.invocations i USING (id)) r;
