@@ -18,6 +18,11 @@ RETURNS bytea
 AS 'MODULE_PATHNAME', 'durable_invocation_id_bytes'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+CREATE FUNCTION durable.invocation_id_from_bytes(raw bytea)
+RETURNS text
+AS 'MODULE_PATHNAME', 'durable_invocation_id_from_bytes'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE FUNCTION durable.decode_entry(entry_type integer, raw bytea)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_decode_entry'
@@ -176,7 +181,7 @@ CREATE TABLE durable.state_entry (
  */
 CREATE FUNCTION durable._waits_for_lock(p_id text, p_service text, p_key text,
                                         p_handler_ty text, p_created_at timestamptz,
-                                        p_running_at timestamptz)
+                                        p_running_at timestamptz, p_now timestamptz)
 RETURNS boolean
 LANGUAGE sql STABLE
 AS $$
@@ -184,7 +189,9 @@ AS $$
        AND p_handler_ty IN ('exclusive', 'workflow')
        AND EXISTS (SELECT 1 FROM durable.invocation o
                     WHERE o.service_name = p_service AND o.service_key = p_key
-                      AND o.status NOT IN ('completed', 'scheduled')
+                      AND o.status <> 'completed'
+                      -- a delayed invocation joins the queue when it is due
+                      AND NOT (o.status = 'scheduled' AND o.run_at > p_now)
                       AND o.handler_ty IN ('exclusive', 'workflow')
                       AND o.id <> p_id
                       AND (o.running_at IS NOT NULL
@@ -246,7 +253,8 @@ SELECT i.id,
                  AND EXISTS (SELECT 1 FROM durable.invocation o
                               WHERE o.service_name = i.service_name
                                 AND o.service_key = i.service_key
-                                AND o.status NOT IN ('completed', 'scheduled')
+                                AND o.status <> 'completed'
+                                AND NOT (o.status = 'scheduled' AND o.run_at > now())
                                 AND o.handler_ty IN ('exclusive', 'workflow')
                                 AND o.id <> i.id
                                 AND (o.running_at IS NOT NULL
@@ -321,6 +329,7 @@ CREATE FUNCTION durable.register_deployment(uri text,
                                             force boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -861,14 +870,18 @@ RETURNS TABLE (id text, service_name text, handler_name text, service_key text,
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- one clock for "is it due" and "who queues ahead", see _waits_for_lock
+    v_now timestamptz := clock_timestamp();
 BEGIN
     RETURN QUERY
     WITH picked AS (
         SELECT i.id FROM durable.invocation i
          WHERE i.status IN ('ready', 'scheduled', 'backing-off')
-           AND i.run_at <= clock_timestamp()
+           AND i.run_at <= v_now
            AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
-                                           i.handler_ty, i.created_at, i.running_at)
+                                           i.handler_ty, i.created_at, i.running_at,
+                                           v_now)
          ORDER BY i.run_at
          LIMIT p_limit
            FOR UPDATE SKIP LOCKED
@@ -945,7 +958,7 @@ AS $$
                    WHERE i.status IN ('ready', 'scheduled', 'backing-off')
                      AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
                                                      i.handler_ty, i.created_at,
-                                                     i.running_at)),
+                                                     i.running_at, i.run_at)),
                  (SELECT min(t.wake_at) FROM durable.timer t))
 $$;
 
@@ -961,6 +974,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA durable FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA durable FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION durable.new_invocation_id(text, text),
                           durable.invocation_id_bytes(text),
+                          durable.invocation_id_from_bytes(bytea),
                           durable.decode_entry(integer, bytea),
                           durable.entry_type_name(integer),
                           durable._bytes_to_jsonb(bytea)

@@ -284,24 +284,8 @@ scan_command_fields(const uint8 *p, size_t len, char **name, int *completion_id)
 	return true;
 }
 
-/* protobuf-c allocates decoded messages in the current memory context. */
-static void *
-pb_alloc(void *allocator_data, size_t size)
-{
-	return palloc(Max(size, 1));
-}
-
-static void
-pb_free(void *allocator_data, void *pointer)
-{
-	if (pointer != NULL)
-		pfree(pointer);
-}
-
-static ProtobufCAllocator palloc_allocator = {pb_alloc, pb_free, NULL};
-
 #define DECODE(type_, fn_, body_, len_) \
-	((type_ *) decode_or_error((ProtobufCMessage *) fn_(&palloc_allocator, (len_), (body_)), msg_type))
+	((type_ *) decode_or_error((ProtobufCMessage *) fn_(&protocol_allocator, (len_), (body_)), msg_type))
 
 static void *
 decode_or_error(ProtobufCMessage *msg, uint16 type)
@@ -372,7 +356,6 @@ fail(Attempt *a, int code, int64 retry_delay_ms, const char *fmt,...)
 			break;
 		enlargeStringInfo(&msg, needed);
 	}
-	a->failure_message = msg.data;
 	store_attempt_failed(a->invocation_id, code, msg.data, retry_delay_ms, false);
 	return ATTEMPT_FAILED;
 }
@@ -427,7 +410,6 @@ apply_message(Attempt *a, uint16 msg_type, const uint8 *body, uint32 len,
 						DECODE(Wire__OutputCommandMessage,
 							   wire__output_command_message__unpack, body, len);
 
-					a->has_output = true;
 					if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_FAILURE &&
 						m->failure != NULL)
 					{

@@ -62,13 +62,11 @@ typedef struct Attempt
 	TimestampTz started_at;
 
 	/* Collected while applying the response */
-	bool		has_output;
 	bool		output_failed;
 	uint8	   *output;
 	size_t		output_len;
 	uint32		output_failure_code;
 	char	   *output_failure_message;
-	char	   *failure_message;
 } Attempt;
 
 /* What an attempt ended with, once its response has been applied. */

@@ -41,7 +41,6 @@ static int	nsockets = 0;
 static int	max_sockets = 0;
 /* When libcurl wants to be called back (0: no timer).  One-shot. */
 static TimestampTz curl_deadline = 0;
-static int	active_transfers = 0;
 
 /* Non-2xx bodies are only kept for the error message. */
 #define ERROR_BODY_LIMIT 2048
@@ -244,7 +243,6 @@ http_client_start_post(HttpTransfer *t, const char *url,
 		ereport(ERROR,
 				(errmsg("could not start HTTP request: %s", curl_multi_strerror(rc))));
 	}
-	active_transfers++;
 }
 
 void
@@ -255,24 +253,10 @@ http_client_release(HttpTransfer *t)
 		curl_multi_remove_handle(multi, t->easy);
 		curl_easy_cleanup(t->easy);
 		t->easy = NULL;
-		if (!t->finished)
-			active_transfers--;
 	}
 	if (t->headers)
 		curl_slist_free_all(t->headers);
 	t->headers = NULL;
-}
-
-void
-http_client_abort(HttpTransfer *t)
-{
-	http_client_release(t);
-}
-
-int
-http_client_active_count(void)
-{
-	return active_transfers;
 }
 
 bool
@@ -367,7 +351,6 @@ http_client_next_finished(void)
 			curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
 			t->status_ok = (t->status >= 200 && t->status < 300);
 		}
-		active_transfers--;
 		return t;
 	}
 	return NULL;

@@ -71,13 +71,8 @@ extern void http_client_start_post(HttpTransfer *t, const char *url,
 								   long abort_timeout_ms,
 								   size_t max_message_size);
 
-/* Cancels an unfinished transfer and frees its libcurl handle. */
-extern void http_client_abort(HttpTransfer *t);
-
-/* Releases the libcurl handle of a finished transfer. */
+/* Releases the libcurl handle of a transfer, finished or not. */
 extern void http_client_release(HttpTransfer *t);
-
-extern int	http_client_active_count(void);
 
 /*
  * Sleeps until the latch is set, a socket is ready, libcurl's timer fires

@@ -108,3 +108,12 @@ SELECT durable.call('Counter', 'get', key => 'race');
 SELECT bool_and(r.out = r.g) AS fifo
   FROM (SELECT a.g, i.output::int AS out
           FROM adds a JOIN durable.invocations i USING (id)) r;
+-- a delayed invocation queues for the key's lock too once it is due
+BEGIN;
+CREATE TEMP TABLE delayed_adds AS
+SELECT durable.send('Counter', 'add', '1'::jsonb, key => 'delayed', delay => '1 ms') AS id
+UNION ALL
+SELECT durable.send('Counter', 'add', '1'::jsonb, key => 'delayed');
+COMMIT;
+SELECT array_agg(durable.await(id)::int ORDER BY durable.await(id)::int) AS results FROM delayed_adds;
+SELECT durable.call('Counter', 'get', key => 'delayed');
