@@ -67,6 +67,26 @@ export const Probe = restate.service({
       if (k === 1) throw new restate.RetryableError(`retry after ${delay} ms`, { retryAfter: delay });
       return `ok after ${k} attempts`;
     },
+    // A ctx.run step that always fails, with the SDK's own retry policy: the
+    // SDK counts attempts from StartMessage.retry_count_since_last_stored_entry
+    // and, once they are used up, journals the step as failed.
+    runRetry: async (ctx: restate.Context, attempts: number | null) => {
+      const max = attempts ?? 3;
+      try {
+        await ctx.run(
+          "flaky",
+          async () => {
+            const k = recordExecution({ svc: "Probe", h: "runRetry", inv: inv(ctx) });
+            throw new Error(`flaky step failed (execution ${k})`);
+          },
+          { maxRetryAttempts: max, initialRetryInterval: { milliseconds: 10 } },
+        );
+        return "unexpected success";
+      } catch (e) {
+        if (e instanceof restate.TerminalError) return `gave up: ${e.message}`;
+        throw e;
+      }
+    },
     echo: async (ctx: restate.Context, x: unknown) => {
       recordExecution({ svc: "Probe", h: "echo", inv: inv(ctx) });
       return x ?? null;

@@ -48,6 +48,13 @@ SELECT status, scheduled_start_at > created_at AS in_future
   FROM durable.invocations WHERE id = :'later';
 SELECT durable.await(:'later');
 
+-- ctx.run with the SDK's retry policy: the SDK counts attempts from
+-- StartMessage.retry_count_since_last_stored_entry and gives up after 3
+SELECT durable.call('Probe', 'runRetry', '3');
+SELECT retry_count, last_failure_error_code FROM durable.invocations
+ WHERE target = 'Probe/runRetry';
+SELECT test_effects('%"h":"runRetry"%') AS step_executions;
+
 -- a terminal failure
 SELECT test_error($$SELECT durable.call('Probe', 'terminal', '"it broke"')$$);
 SELECT status, completion_result, completion_failure, completion_failure_code
