@@ -195,6 +195,8 @@ attempt_start(Attempt *a)
 	/* The response buffer must live as long as the attempt. */
 	MemoryContext old = MemoryContextSwitchTo(a->cxt);
 
+	Assert(!a->started && a->uri != NULL && a->request.len > 0);
+
 	a->transfer.owner = a;
 	a->started_at = GetCurrentTimestamp();
 	http_client_start_post(&a->transfer, a->url,
@@ -633,6 +635,8 @@ attempt_apply_response(Attempt *a)
 
 	if (a->uri == NULL)
 		return fail(a, 404, -1, "service \"%s\" is no longer registered", a->service_name);
+	Assert(a->started && t->finished);
+	Assert(t->scan_offset <= (size_t) t->response.len);
 
 	if (!t->status_ok)
 	{

@@ -335,6 +335,7 @@ dispatcher_main(Datum main_arg)
 
 				dlist_delete(&a->node);
 				n_in_flight--;
+				Assert(n_in_flight >= 0);
 				attempt_destroy(a);
 			}
 
