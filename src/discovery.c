@@ -115,7 +115,7 @@ fetch_manifest(const char *url, struct curl_slist *headers,
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	http_apply_version(easy, url, version);
+	http_configure(easy, url, version);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) durable_discovery_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) durable_discovery_timeout_ms);

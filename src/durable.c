@@ -39,6 +39,7 @@ int			durable_inactivity_timeout_ms = 60000;
 int			durable_abort_timeout_ms = 600000;
 int			durable_discovery_timeout_ms = 10000;
 int			durable_max_message_size = 32 * 1024 * 1024;
+char	   *durable_tls_ca_file = NULL;
 
 static const struct config_enum_entry retry_exhausted_options[] = {
 	{"pause", RETRY_EXHAUSTED_PAUSE, false},
@@ -135,6 +136,14 @@ define_settings(void)
 							32 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("durable.tls_ca_file",
+							   gettext_noop("File of CA certificates that https:// deployments are verified against."),
+							   gettext_noop("Empty: the system's default CA store."),
+							   &durable_tls_ca_file,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("durable");
 }

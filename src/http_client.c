@@ -26,6 +26,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "durable.h"
 #include "http_client.h"
 #include "protocol.h"
 
@@ -56,7 +57,7 @@ http_version_from_text(const char *text)
 }
 
 void
-http_apply_version(CURL *easy, const char *url, HttpVersionChoice version)
+http_configure(CURL *easy, const char *url, HttpVersionChoice version)
 {
 	bool		tls = pg_strncasecmp(url, "https:", 6) == 0;
 
@@ -67,6 +68,10 @@ http_apply_version(CURL *easy, const char *url, HttpVersionChoice version)
 	else
 		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
 						 (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+
+	/* Services behind a private CA: trust it in addition to nothing else. */
+	if (tls && durable_tls_ca_file != NULL && durable_tls_ca_file[0] != '\0')
+		curl_easy_setopt(easy, CURLOPT_CAINFO, durable_tls_ca_file);
 }
 
 static int
@@ -217,7 +222,7 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	http_apply_version(easy, url, version);
+	http_configure(easy, url, version);
 
 	/* See http_client_init: one connection per HTTP/2 attempt. */
 	if (version != HTTP_VERSION_1_1)

@@ -54,7 +54,8 @@ typedef enum HttpVersionChoice
 } HttpVersionChoice;
 
 extern HttpVersionChoice http_version_from_text(const char *text);
-extern void http_apply_version(CURL *easy, const char *url, HttpVersionChoice version);
+/* HTTP version and TLS settings shared by invocations and discovery. */
+extern void http_configure(CURL *easy, const char *url, HttpVersionChoice version);
 
 extern void http_client_init(void);
 extern void http_client_shutdown(void);

@@ -76,17 +76,21 @@ my $test_name = basename($0, '.pl');
 
 =over
 
-=item new_durable_node($name, %extra_conf)
+=item new_durable_node($name, [\%init_params,] %extra_conf)
 
 Initialises and starts a cluster with durable in shared_preload_libraries,
 short retry intervals and the extension created in database postgres.
 %extra_conf entries are appended to postgresql.conf as "key = 'value'".
+An optional hash reference before them is passed to
+PostgreSQL::Test::Cluster's init (e.g. { allows_streaming => 1 }).
 
 =cut
 
 sub new_durable_node
 {
-	my ($name, %extra_conf) = @_;
+	my $name = shift;
+	my %init_params = ref $_[0] eq 'HASH' ? %{ shift() } : ();
+	my %extra_conf = @_;
 
 	my %conf = (
 		'shared_preload_libraries' => 'durable',
@@ -97,7 +101,7 @@ sub new_durable_node
 		%extra_conf);
 
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init_params);
 	$node->append_conf('postgresql.conf',
 		join('', map { "$_ = '$conf{$_}'\n" } sort keys %conf));
 	$node->start;
