@@ -231,6 +231,8 @@ durable_discover(PG_FUNCTION_ARGS)
 				 errmsg("could not reach deployment at \"%s\"", uri),
 				 errdetail_internal("GET %s failed: %s", url,
 									r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.result)),
+				 (r.result == CURLE_PEER_FAILED_VERIFICATION || r.result == CURLE_SSL_CACERT_BADFILE) ?
+				 errhint("The service's TLS certificate could not be verified; if a private CA signed it, set durable.tls_ca_file.") :
 				 errhint("Check that the service is running and listening on that address.")));
 	if (r.status != 200)
 		ereport(ERROR,

@@ -69,9 +69,15 @@ http_configure(CURL *easy, const char *url, HttpVersionChoice version)
 		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
 						 (long) CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
 
-	/* Services behind a private CA: trust it in addition to nothing else. */
+	/*
+	 * Services behind a private CA: its file replaces the system's CA store
+	 * (both the bundle and the hashed directory libcurl was built with).
+	 */
 	if (tls && durable_tls_ca_file != NULL && durable_tls_ca_file[0] != '\0')
+	{
 		curl_easy_setopt(easy, CURLOPT_CAINFO, durable_tls_ca_file);
+		curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+	}
 }
 
 static int

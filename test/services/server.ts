@@ -5,11 +5,14 @@
 //
 // PORT      h2c (HTTP/2 prior knowledge) server, BIDI_STREAM mode; default 9080, 0 = any
 // H1_PORT   optional HTTP/1.1 server, REQUEST_RESPONSE mode, same services
+// TLS_PORT  optional HTTP/2-over-TLS server (ALPN "h2" only), BIDI_STREAM mode,
+//           same services; needs TLS_CERT and TLS_KEY (PEM files)
 // DURABLE_TEST_LOG  side-effect log (JSON lines), see effects.ts
 // PID_FILE  optional, receives the process id
 //
-// Both servers bind 127.0.0.1 only.  Prints "h1 <port>" (if H1_PORT is set)
-// and then "ready <port>" on stdout once listening; SDK logs go to stderr.
+// All servers bind 127.0.0.1 only.  Prints "h1 <port>" (if H1_PORT is set),
+// "tls <port>" (if TLS_PORT is set) and then "ready <port>" on stdout once
+// listening; SDK logs go to stderr.
 // See README.md for the control endpoints.
 
 import fs from "node:fs";
@@ -257,7 +260,7 @@ function route(req: Req, res: Res): void {
 
 // ---------------------------------------------------------------- main
 
-function listen(server: http.Server | http2.Http2Server, port: number): Promise<number> {
+function listen(server: http.Server | http2.Http2Server | http2.Http2SecureServer, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, "127.0.0.1", () => {
@@ -284,5 +287,29 @@ if (process.env.H1_PORT !== undefined && process.env.H1_PORT !== "") {
   h1.on("clientError", (e, socket) => socket.destroy(e));
   const h1Port = await listen(h1, Number(process.env.H1_PORT));
   process.stdout.write(`h1 ${h1Port}\n`);
+}
+
+if (process.env.TLS_PORT !== undefined && process.env.TLS_PORT !== "") {
+  const certFile = process.env.TLS_CERT;
+  const keyFile = process.env.TLS_KEY;
+  if (!certFile || !keyFile) {
+    console.error("TLS_PORT needs TLS_CERT and TLS_KEY");
+    process.exit(2);
+  }
+  // HTTP/2 only, negotiated with ALPN: a client that does not offer "h2"
+  // fails the handshake.
+  const tls = http2.createSecureServer(
+    {
+      cert: fs.readFileSync(certFile),
+      key: fs.readFileSync(keyFile),
+      allowHTTP1: false,
+      ALPNProtocols: ["h2"],
+    },
+    (req, res) => route(req, res),
+  );
+  tls.on("sessionError", (e) => console.error("http2 (tls) session error:", e.message));
+  tls.on("tlsClientError", (e) => console.error("tls client error:", e.message));
+  const tlsPort = await listen(tls, Number(process.env.TLS_PORT));
+  process.stdout.write(`tls ${tlsPort}\n`);
 }
 process.stdout.write(`ready ${port}\n`);
