@@ -871,9 +871,18 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    -- one clock for "is it due" and "who queues ahead", see _waits_for_lock
-    v_now timestamptz := clock_timestamp();
+    v_now timestamptz;
 BEGIN
+    /*
+     * Claims are serialised (until the claiming transaction commits), so that
+     * each claim sees which exclusive invocations the previous one started:
+     * without that, two dispatchers could each start a different invocation
+     * of the same virtual object key.  The claim is the last step of a
+     * dispatcher's transaction, so the lock is held only briefly.
+     */
+    PERFORM pg_advisory_xact_lock(1146441281, 1);   -- 'DURA', 1: claims
+    -- one clock for "is it due" and "who queues ahead", see _waits_for_lock
+    v_now := clock_timestamp();
     RETURN QUERY
     WITH picked AS (
         SELECT i.id FROM durable.invocation i

@@ -372,6 +372,10 @@ fail_transport(Attempt *a)
 		return fail(a, 413, -1,
 					"service sent a message of %u bytes, more than durable.max_message_size (%d bytes)",
 					t->too_large_length, durable_max_message_size);
+	if (t->response_too_large)
+		return fail(a, 413, -1,
+					"service sent more than %zu bytes in one response",
+					(size_t) t->response.len);
 	if (t->result == CURLE_OPERATION_TIMEDOUT)
 		return fail(a, 504, -1, "attempt timed out: %s",
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));

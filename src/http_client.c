@@ -46,6 +46,10 @@ static TimestampTz curl_deadline = 0;
 /* Non-2xx bodies are only kept for the error message. */
 #define ERROR_BODY_LIMIT 2048
 
+/* Largest response buffered for one attempt: several maximal messages. */
+#define RESPONSE_LIMIT(max_message) \
+	Min((size_t) 4 * (max_message) + 1024 * 1024, (size_t) 512 * 1024 * 1024)
+
 HttpVersionChoice
 http_version_from_text(const char *text)
 {
@@ -168,6 +172,16 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		return len;
 	}
 
+	/*
+	 * Bound the whole response too, well below what a StringInfo can hold:
+	 * palloc must never fail inside a libcurl callback.
+	 */
+	if ((size_t) t->response.len + len > RESPONSE_LIMIT(t->max_message_size))
+	{
+		t->response_too_large = true;
+		return 0;
+	}
+
 	/* Check the next frame header before buffering what it announces. */
 	appendBinaryStringInfo(&t->response, data, len);
 	while (t->response.len - t->scan_offset >= PROTOCOL_FRAME_HEADER_SIZE)
@@ -218,6 +232,7 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	t->scan_offset = 0;
 	t->saw_terminal = false;
 	t->frame_too_large = false;
+	t->response_too_large = false;
 	t->max_message_size = max_message_size;
 	t->finished = false;
 	t->result = CURLE_OK;

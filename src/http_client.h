@@ -34,6 +34,7 @@ typedef struct HttpTransfer
 	size_t		scan_offset;	/* start of the next unscanned frame */
 	bool		saw_terminal;	/* End, Suspension or Error received */
 	bool		frame_too_large;
+	bool		response_too_large;
 	uint32		too_large_length;
 	size_t		max_message_size;
 
