@@ -323,6 +323,19 @@ LANGUAGE sql IMMUTABLE AS $$
                 THEN (options ->> field)::numeric::bigint END
 $$;
 
+-- What re-registration compares: each service's type and its handlers' types.
+CREATE FUNCTION durable._manifest_shape(manifest jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT coalesce(jsonb_object_agg(s ->> 'name',
+               jsonb_build_object('ty', s -> 'ty',
+                   'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name',
+                                                    coalesce(h -> 'ty', 'null'::jsonb)), '{}')
+                                  FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
+      FROM jsonb_array_elements(manifest -> 'services') s
+$$;
+
 CREATE FUNCTION durable.register_deployment(uri text,
                                             headers jsonb DEFAULT '{}',
                                             http_version text DEFAULT NULL,
@@ -413,19 +426,11 @@ BEGIN
         END IF;
     END LOOP;
 
-    new_shape := (SELECT coalesce(jsonb_object_agg(s ->> 'name',
-                        jsonb_build_object('ty', s -> 'ty',
-                          'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name', coalesce(h -> 'ty', 'null'::jsonb)), '{}')
-                                         FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
-                    FROM jsonb_array_elements(v_manifest -> 'services') s);
+    new_shape := durable._manifest_shape(v_manifest);
 
     SELECT * INTO old_dep FROM durable.deployment d WHERE d.uri = base FOR UPDATE;
     IF FOUND THEN
-        old_shape := (SELECT coalesce(jsonb_object_agg(s ->> 'name',
-                            jsonb_build_object('ty', s -> 'ty',
-                              'handlers', (SELECT coalesce(jsonb_object_agg(h ->> 'name', coalesce(h -> 'ty', 'null'::jsonb)), '{}')
-                                             FROM jsonb_array_elements(s -> 'handlers') h))), '{}')
-                        FROM jsonb_array_elements(old_dep.manifest -> 'services') s);
+        old_shape := durable._manifest_shape(old_dep.manifest);
         IF old_shape IS DISTINCT FROM new_shape AND NOT force THEN
             RAISE EXCEPTION 'deployment "%" at "%" is already registered with different services',
                             old_dep.id, base
