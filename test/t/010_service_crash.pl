@@ -18,16 +18,10 @@ my $node = new_durable_node('main');
 my $svc = start_service();
 register_service($node, $svc);
 
-my $id = $node->safe_psql('postgres',
-	q{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb)}
-);
+my ($id) = send_slow_steps($node, 1);
 like($id, qr/^inv_1/, 'send returned an invocation id');
 
-ok( wait_for(
-		$node,
-		"SELECT count(*) >= 3 FROM durable.journal WHERE id = '$id' AND entry_type = 'RunCompletion'"
-	),
-	'three steps journaled');
+ok(wait_for_journaled($node, [$id], 3), 'three steps journaled');
 
 kill9_service($svc);
 

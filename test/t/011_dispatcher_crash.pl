@@ -22,15 +22,9 @@ register_service($node, $svc);
 my @old_pids = dispatcher_pids($node);
 is(scalar(@old_pids), 2, 'two dispatchers are running');
 
-my $id = $node->safe_psql('postgres',
-	q{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb)}
-);
+my ($id) = send_slow_steps($node, 1);
 
-ok( wait_for(
-		$node,
-		"SELECT count(*) >= 3 FROM durable.journal WHERE id = '$id' AND entry_type = 'RunCompletion'"
-	),
-	'three steps journaled');
+ok(wait_for_journaled($node, [$id], 3), 'three steps journaled');
 
 my $journaled = journaled_steps($node, $id);
 cmp_ok(scalar(keys %$journaled), '<', 10,

@@ -19,14 +19,8 @@ my $svc = start_service();
 register_service($node, $svc);
 
 # One invocation.
-my $id = $node->safe_psql('postgres',
-	q{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb)}
-);
-ok( wait_for(
-		$node,
-		"SELECT count(*) >= 3 FROM durable.journal WHERE id = '$id' AND entry_type = 'RunCompletion'"
-	),
-	'three steps journaled');
+my ($id) = send_slow_steps($node, 1);
+ok(wait_for_journaled($node, [$id], 3), 'three steps journaled');
 my $journaled = journaled_steps($node, $id);
 
 $node->stop('immediate');
@@ -42,20 +36,11 @@ check_steps_invocation($node, $svc->{log}, $id, 10, $journaled,
 
 # Twenty invocations, restarted while all of them are mid-flight.
 my $n = 20;
-my @ids = split /\n/,
-  $node->safe_psql('postgres',
-	qq{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb) FROM generate_series(1, $n)}
-  );
+my @ids = send_slow_steps($node, $n);
 is(scalar(@ids), $n, "$n invocations sent");
 my $list = join(',', map { "'$_'" } @ids);
 
-ok( wait_for(
-		$node, qq{
-		SELECT count(*) FROM (
-		  SELECT id FROM durable.journal
-		   WHERE entry_type = 'RunCompletion' AND id IN ($list)
-		   GROUP BY id HAVING count(*) >= 2) s},
-		$n),
+ok(wait_for_journaled($node, \@ids, 2),
 	'every invocation has journaled at least two steps');
 my $journaled_all = journaled_steps($node, \@ids);
 my $in_flight = $node->safe_psql('postgres',

@@ -59,20 +59,11 @@ register_service($primary, $svc);
 
 # One invocation and three concurrent ones.
 my $n = 4;
-my @ids = split /\n/,
-  $primary->safe_psql('postgres',
-	qq{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb) FROM generate_series(1, $n)}
-  );
+my @ids = send_slow_steps($primary, $n);
 is(scalar(@ids), $n, "$n invocations sent");
 my $list = join(',', map { "'$_'" } @ids);
 
-ok( wait_for(
-		$primary, qq{
-		SELECT count(*) FROM (
-		  SELECT id FROM durable.journal
-		   WHERE entry_type = 'RunCompletion' AND id IN ($list)
-		   GROUP BY id HAVING count(*) >= 3) s},
-		$n, $timeout),
+ok(wait_for_journaled($primary, \@ids, 3, $timeout),
 	'every invocation has journaled at least three steps');
 
 # What the primary has journaled (and so, by synchronous replication, the

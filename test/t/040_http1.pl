@@ -42,19 +42,10 @@ sub run_through
 	ok(wait_for_completion($node, $id), "$label: Steps/run completes");
 	is( $node->safe_psql(
 			'postgres',
-			"SELECT completion_result, output, pinned_deployment_id FROM durable.invocations WHERE id = '$id'"
-		),
-		qq{success|{"acc": 110, "steps": 10}|$dep},
-		"$label: Steps/run output, run by the expected deployment");
-	is( $node->safe_psql(
-			'postgres',
-			"SELECT count(*) FILTER (WHERE entry_type = 'Run') || ' ' || count(*) FILTER (WHERE entry_type = 'RunCompletion') FROM durable.journal WHERE id = '$id'"
-		),
-		'10 10',
-		"$label: 10 Run and 10 RunCompletion entries");
-	my $exec = step_executions($svc->{log})->{$id} // {};
-	is(join(',', map { $exec->{$_} // 0 } 1 .. 10),
-		join(',', (1) x 10), "$label: each step executed once");
+			"SELECT pinned_deployment_id FROM durable.invocations WHERE id = '$id'"),
+		$dep,
+		"$label: Steps/run ran on the expected deployment");
+	check_steps_ran_once($node, $svc->{log}, $id, $label);
 	return;
 }
 

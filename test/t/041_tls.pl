@@ -31,13 +31,22 @@ my $timeout = 20;
 
 my $dir = PostgreSQL::Test::Utils::tempdir;
 
+# Writes the openssl configuration $name.cnf; returns its path.
+sub write_cnf
+{
+	my ($name, $text) = @_;
+	my $cnf = "$dir/$name.cnf";
+	open(my $fh, '>', $cnf) or die "$cnf: $!";
+	print $fh $text;
+	close $fh;
+	return $cnf;
+}
+
 # A self-signed CA: $name.key, $name.crt.
 sub make_ca
 {
 	my ($name, $cn) = @_;
-	my $cnf = "$dir/$name.cnf";
-	open(my $fh, '>', $cnf) or die "$cnf: $!";
-	print $fh <<"EOF";
+	my $cnf = write_cnf($name, <<"EOF");
 [req]
 distinguished_name = dn
 prompt = no
@@ -48,7 +57,6 @@ basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 EOF
-	close $fh;
 	system_or_bail(
 		'openssl', 'req', '-x509', '-new',
 		'-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
@@ -62,9 +70,7 @@ EOF
 sub make_server_cert
 {
 	my ($name, $ca) = @_;
-	my $cnf = "$dir/$name.cnf";
-	open(my $fh, '>', $cnf) or die "$cnf: $!";
-	print $fh <<"EOF";
+	my $cnf = write_cnf($name, <<"EOF");
 [req]
 distinguished_name = dn
 prompt = no
@@ -77,7 +83,6 @@ extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
 authorityKeyIdentifier = keyid
 EOF
-	close $fh;
 	system_or_bail(
 		'openssl', 'req', '-new',
 		'-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
@@ -177,25 +182,6 @@ sub effects_of
 	return grep { ($_->{inv} // '') eq $id } effects($svc->{log});
 }
 
-sub check_steps
-{
-	my ($id, $label) = @_;
-	is( sql(
-			"SELECT status, completion_result, output FROM durable.invocations WHERE id = '$id'"
-		),
-		'completed|success|{"acc": 110, "steps": 10}',
-		"$label: Steps/run completed with the right output");
-	is( sql(
-			"SELECT count(*) FILTER (WHERE entry_type = 'Run') || ' ' || count(*) FILTER (WHERE entry_type = 'RunCompletion') FROM durable.journal WHERE id = '$id'"
-		),
-		'10 10',
-		"$label: 10 Run and 10 RunCompletion entries");
-	my $exec = step_executions($svc->{log})->{$id} // {};
-	is(join(',', map { $exec->{$_} // 0 } 1 .. 10),
-		join(',', (1) x 10), "$label: each step executed once");
-	return;
-}
-
 # ---------------------------------------------------------------- no CA file
 
 is(sql('SHOW durable.tls_ca_file'), '', 'durable.tls_ca_file is empty by default');
@@ -233,7 +219,7 @@ my $steps = sql(q{SELECT durable.send('Steps', 'run', '{"steps": 10}'::jsonb)});
 ok(wait_for_completion($node, $steps, $timeout), 'Steps/run over TLS completes');
 is(sql("SELECT pinned_deployment_id FROM durable.invocations WHERE id = '$steps'"),
 	$dep, 'run by the https deployment');
-check_steps($steps, 'right CA');
+check_steps_ran_once($node, $svc->{log}, $steps, 'right CA');
 note 'retries of the TLS Steps/run: '
   . sql("SELECT retry_count FROM durable.invocations WHERE id = '$steps'");
 
@@ -294,7 +280,7 @@ is( sql(
 	'success|"Hello wrong ca!"',
 	'right CA again: Greeter/greet result');
 is(scalar(effects_of($greet)), 1, 'right CA again: Greeter/greet executed once');
-check_steps($steps2, 'right CA again');
+check_steps_ran_once($node, $svc->{log}, $steps2, 'right CA again');
 
 stop_service($svc);
 $node->stop;

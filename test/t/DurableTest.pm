@@ -62,6 +62,9 @@ our @EXPORT = qw(
   dispatcher_pids
   journaled_steps
   check_steps_invocation
+  send_slow_steps
+  wait_for_journaled
+  check_steps_ran_once
 );
 
 my $json = JSON::PP->new->canonical;
@@ -574,5 +577,79 @@ sub check_steps_invocation
 =back
 
 =cut
+
+=pod
+
+=item send_slow_steps($node, $count)
+
+Sends $count Steps/run invocations of 10 steps of 300 ms each, in one
+statement, and returns their ids: the workload the crash tests interrupt.
+
+=cut
+
+sub send_slow_steps
+{
+	my ($node, $count) = @_;
+
+	return split /\n/,
+	  $node->safe_psql('postgres',
+		qq{SELECT durable.send('Steps', 'run', '{"steps": 10, "delayMs": 300}'::jsonb) FROM generate_series(1, $count)}
+	  );
+}
+
+=pod
+
+=item wait_for_journaled($node, $ids, $steps, $timeout)
+
+Waits until every invocation of the array reference $ids has journaled at
+least $steps RunCompletion entries.  Returns true on success.
+
+=cut
+
+sub wait_for_journaled
+{
+	my ($node, $ids, $steps, $timeout) = @_;
+
+	my $list = join(',', map { "'$_'" } @$ids);
+	return wait_for(
+		$node, qq{
+		SELECT count(*) FROM (
+		  SELECT id FROM durable.journal
+		   WHERE entry_type = 'RunCompletion' AND id IN ($list)
+		   GROUP BY id HAVING count(*) >= $steps) s},
+		scalar(@$ids), $timeout);
+}
+
+=pod
+
+=item check_steps_ran_once($node, $log, $id, $label)
+
+For a 10-step Steps/run invocation that nothing interrupted: completed
+with the right output, 10 Run and 10 RunCompletion journal entries, and
+each step executed exactly once according to the side-effect log $log.
+
+=cut
+
+sub check_steps_ran_once
+{
+	my ($node, $log, $id, $label) = @_;
+
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT status, completion_result, output FROM durable.invocations WHERE id = '$id'"
+		),
+		'completed|success|{"acc": 110, "steps": 10}',
+		"$label: Steps/run completed with the right output");
+	is( $node->safe_psql(
+			'postgres',
+			"SELECT count(*) FILTER (WHERE entry_type = 'Run') || ' ' || count(*) FILTER (WHERE entry_type = 'RunCompletion') FROM durable.journal WHERE id = '$id'"
+		),
+		'10 10',
+		"$label: 10 Run and 10 RunCompletion entries");
+	my $exec = step_executions($log)->{$id} // {};
+	is(join(',', map { $exec->{$_} // 0 } 1 .. 10),
+		join(',', (1) x 10), "$label: each step executed once");
+	return;
+}
 
 1;
