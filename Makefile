@@ -26,6 +26,10 @@ src/protocol.pb-c.c src/protocol.pb-c.h: src/protocol.proto
 
 $(filter-out $(PROTO_C:.c=.o),$(OBJS)): src/protocol.pb-c.h
 
+# PGXS tracks no header dependencies: rebuild everything when a header
+# changes, so that no object keeps an old struct layout.
+$(OBJS): $(filter-out $(PROTO_C:.c=.h),$(wildcard src/*.h))
+
 .PHONY: test demo deps
 deps:
 	scripts/install-deps

@@ -199,6 +199,24 @@ AS $$
 $$;
 
 /*
+ * The same rule for the invocations view.  A function in a view runs with
+ * the privileges of whoever reads the view, and readers have no access to
+ * durable.invocation, so this one runs as its owner.  (The dispatchers call
+ * _waits_for_lock directly, where it can be inlined into the claim.)
+ */
+CREATE FUNCTION durable._queued_behind_lock(p_id text, p_service text, p_key text,
+                                            p_handler_ty text, p_created_at timestamptz,
+                                            p_running_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._waits_for_lock(p_id, p_service, p_key, p_handler_ty,
+                                   p_created_at, p_running_at, now())
+$$;
+
+/*
  * ---------------------------------------------------------------------------
  * Views
  * ---------------------------------------------------------------------------
@@ -245,20 +263,11 @@ SELECT i.id,
        i.service_key AS target_service_key,
        i.handler_name AS target_handler_name,
        i.service_ty AS target_service_ty,
-       -- waiting for a virtual object's lock (see durable._waits_for_lock)
+       -- waiting for a virtual object's lock
        CASE WHEN i.status IN ('ready', 'scheduled', 'backing-off')
                  AND i.run_at <= now()
-                 AND i.service_key IS NOT NULL AND i.running_at IS NULL
-                 AND i.handler_ty IN ('exclusive', 'workflow')
-                 AND EXISTS (SELECT 1 FROM durable.invocation o
-                              WHERE o.service_name = i.service_name
-                                AND o.service_key = i.service_key
-                                AND o.status <> 'completed'
-                                AND NOT (o.status = 'scheduled' AND o.run_at > now())
-                                AND o.handler_ty IN ('exclusive', 'workflow')
-                                AND o.id <> i.id
-                                AND (o.running_at IS NOT NULL
-                                     OR (o.created_at, o.id) < (i.created_at, i.id)))
+                 AND durable._queued_behind_lock(i.id, i.service_name, i.service_key,
+                                                 i.handler_ty, i.created_at, i.running_at)
             THEN 'pending' ELSE i.status END AS status,
        i.idempotency_key,
        i.invoked_by,
@@ -867,9 +876,9 @@ $$;
  */
 CREATE FUNCTION durable._claim(p_worker integer, p_limit integer)
 RETURNS TABLE (id text, service_name text, handler_name text, service_key text,
-               service_ty text, deployment_id text, uri text, headers jsonb,
+               uri text, headers jsonb,
                http_version text, protocol_version integer, random_seed bigint,
-               journal_size integer, retry_count_since_last_stored_entry integer,
+               retry_count_since_last_stored_entry integer,
                ms_since_last_stored_entry bigint, inactivity_timeout_ms bigint,
                abort_timeout_ms bigint)
 LANGUAGE plpgsql
@@ -913,9 +922,9 @@ BEGIN
          WHERE i.id = p.id
         RETURNING i.*
     )
-    SELECT c.id, c.service_name, c.handler_name, c.service_key, c.service_ty,
-           d.id, d.uri, d.headers, d.http_version, d.protocol_version, c.random_seed,
-           c.journal_size, c.retry_count_since_last_stored_entry,
+    SELECT c.id, c.service_name, c.handler_name, c.service_key,
+           d.uri, d.headers, d.http_version, d.protocol_version, c.random_seed,
+           c.retry_count_since_last_stored_entry,
            (extract(epoch FROM clock_timestamp() - c.last_stored_entry_at) * 1000)::bigint,
            coalesce(durable._duration_ms(h.options, 'inactivityTimeout'),
                     durable._duration_ms(sv.options, 'inactivityTimeout')),
@@ -991,7 +1000,9 @@ GRANT EXECUTE ON FUNCTION durable.new_invocation_id(text, text),
                           durable.invocation_id_from_bytes(bytea),
                           durable.decode_entry(integer, bytea),
                           durable.entry_type_name(integer),
-                          durable._bytes_to_jsonb(bytea)
+                          durable._bytes_to_jsonb(bytea),
+                          durable._queued_behind_lock(text, text, text, text,
+                                                      timestamptz, timestamptz)
     TO PUBLIC;
 
 -- Let the dispatchers know a fresh installation is ready.

@@ -198,7 +198,6 @@ attempt_start(Attempt *a)
 	Assert(!a->started && a->uri != NULL && a->request.len > 0);
 
 	a->transfer.owner = a;
-	a->started_at = GetCurrentTimestamp();
 	http_client_start_post(&a->transfer, a->url,
 						   http_version_from_text(a->http_version),
 						   a->request_headers,

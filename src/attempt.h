@@ -33,13 +33,11 @@ typedef struct Attempt
 	char	   *service_name;
 	char	   *handler_name;
 	char	   *service_key;	/* NULL for plain services */
-	char	   *deployment_id;	/* NULL if the service is gone */
-	char	   *uri;
+	char	   *uri;			/* NULL if the service is gone */
 	char	   *deployment_headers;	/* JSON object text */
 	char	   *http_version;
 	int			protocol_version;
 	uint64		random_seed;
-	int			journal_size;
 	int			retry_count_since_last_stored_entry;
 	int64		ms_since_last_stored_entry;
 	long		inactivity_timeout_ms;
@@ -59,7 +57,6 @@ typedef struct Attempt
 
 	HttpTransfer transfer;
 	bool		started;
-	TimestampTz started_at;
 
 	/* Collected while applying the response */
 	bool		output_failed;

@@ -140,14 +140,6 @@ http_client_init(void)
 	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_NOTHING);
 }
 
-void
-http_client_shutdown(void)
-{
-	if (multi)
-		curl_multi_cleanup(multi);
-	multi = NULL;
-}
-
 /*
  * Looks at frame headers as they arrive.  Returning a short count makes
  * libcurl abort the transfer with CURLE_WRITE_ERROR.
@@ -201,8 +193,6 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 		if (t->response.len - t->scan_offset < PROTOCOL_FRAME_HEADER_SIZE + (size_t) length)
 			break;
 		t->scan_offset += PROTOCOL_FRAME_HEADER_SIZE + length;
-		if (type == MSG_END || type == MSG_SUSPENSION || type == MSG_ERROR)
-			t->saw_terminal = true;
 	}
 	return len;
 }
@@ -230,7 +220,6 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	t->status = 0;
 	t->status_ok = false;
 	t->scan_offset = 0;
-	t->saw_terminal = false;
 	t->frame_too_large = false;
 	t->response_too_large = false;
 	t->max_message_size = max_message_size;

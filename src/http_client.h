@@ -32,7 +32,6 @@ typedef struct HttpTransfer
 	long		status;			/* HTTP status, 0 until headers arrived */
 	bool		status_ok;		/* 2xx: response carries protocol frames */
 	size_t		scan_offset;	/* start of the next unscanned frame */
-	bool		saw_terminal;	/* End, Suspension or Error received */
 	bool		frame_too_large;
 	bool		response_too_large;
 	uint32		too_large_length;
@@ -59,7 +58,6 @@ extern HttpVersionChoice http_version_from_text(const char *text);
 extern void http_configure(CURL *easy, const char *url, HttpVersionChoice version);
 
 extern void http_client_init(void);
-extern void http_client_shutdown(void);
 
 /*
  * Starts a POST of body to url.  The transfer struct (and body, headers)

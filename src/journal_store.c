@@ -39,10 +39,10 @@ static StoredQuery q_recover = {
 	"SELECT durable._recover($1, $2)", 2, {INT4OID, INT4OID}
 };
 static StoredQuery q_claim = {
-	"SELECT c.id, c.service_name, c.handler_name, c.service_key, c.deployment_id, "
-	"c.uri, (SELECT string_agg(e.key || ': ' || e.value, chr(10)) "
+	"SELECT c.id, c.service_name, c.handler_name, c.service_key, c.uri, "
+	"(SELECT string_agg(e.key || ': ' || e.value, chr(10)) "
 	"        FROM jsonb_each_text(c.headers) e), "
-	"c.http_version, c.protocol_version, c.random_seed, c.journal_size, "
+	"c.http_version, c.protocol_version, c.random_seed, "
 	"c.retry_count_since_last_stored_entry, c.ms_since_last_stored_entry, "
 	"c.inactivity_timeout_ms, c.abort_timeout_ms FROM durable._claim($1, $2) c",
 	2, {INT4OID, INT4OID}
@@ -273,21 +273,19 @@ store_claim(int worker, int limit, MemoryContext attempt_parent,
 		a->service_name = get_text(tuple, desc, 2);
 		a->handler_name = get_text(tuple, desc, 3);
 		a->service_key = get_text(tuple, desc, 4);
-		a->deployment_id = get_text(tuple, desc, 5);
-		a->uri = get_text(tuple, desc, 6);
-		a->deployment_headers = get_text(tuple, desc, 7);
-		a->http_version = get_text(tuple, desc, 8);
-		d = SPI_getbinval(tuple, desc, 9, &isnull);
+		a->uri = get_text(tuple, desc, 5);
+		a->deployment_headers = get_text(tuple, desc, 6);
+		a->http_version = get_text(tuple, desc, 7);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
 		a->protocol_version = isnull ? PROTOCOL_MAX_VERSION : DatumGetInt32(d);
-		a->random_seed = (uint64) DatumGetInt64(SPI_getbinval(tuple, desc, 10, &isnull));
-		a->journal_size = DatumGetInt32(SPI_getbinval(tuple, desc, 11, &isnull));
+		a->random_seed = (uint64) DatumGetInt64(SPI_getbinval(tuple, desc, 9, &isnull));
 		a->retry_count_since_last_stored_entry =
-			DatumGetInt32(SPI_getbinval(tuple, desc, 12, &isnull));
-		d = SPI_getbinval(tuple, desc, 13, &isnull);
+			DatumGetInt32(SPI_getbinval(tuple, desc, 10, &isnull));
+		d = SPI_getbinval(tuple, desc, 11, &isnull);
 		a->ms_since_last_stored_entry = isnull ? 0 : Max(0, DatumGetInt64(d));
-		d = SPI_getbinval(tuple, desc, 14, &isnull);
+		d = SPI_getbinval(tuple, desc, 12, &isnull);
 		a->inactivity_timeout_ms = isnull ? durable_inactivity_timeout_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 15, &isnull);
+		d = SPI_getbinval(tuple, desc, 13, &isnull);
 		a->abort_timeout_ms = isnull ? durable_abort_timeout_ms : DatumGetInt64(d);
 		/* The list must outlive SPI_finish; the attempts live on their own. */
 		MemoryContextSwitchTo(list_cxt);

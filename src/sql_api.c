@@ -168,17 +168,24 @@ read_result(const char *id, bool latest)
 	static const char *sql =
 		"SELECT status, completion_result, output, completion_failure_code, "
 		"completion_failure, xmin FROM durable.invocation WHERE id = $1";
+	/* Planned once per backend: durable.await runs it at every wake-up. */
+	static SPIPlanPtr plan = NULL;
 	InvocationResult r = {0};
-	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(id)};
-	SPIPlanPtr	plan;
 	int			rc;
 	MemoryContext caller = CurrentMemoryContext;
 
 	SPI_connect();
-	plan = SPI_prepare(sql, 1, types);
 	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	{
+		Oid			types[1] = {TEXTOID};
+		SPIPlanPtr	p = SPI_prepare(sql, 1, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
 	if (latest)
 		rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
 								  InvalidSnapshot, true, false, 1);
