@@ -33,6 +33,18 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'durable_entry_type_name'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- 'control', 'command' or 'notification'.
+CREATE FUNCTION durable.entry_kind(entry_type integer)
+RETURNS text
+AS 'MODULE_PATHNAME', 'durable_entry_kind'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The message type code of a name entry_type_name returns, e.g. 'Run'.
+CREATE FUNCTION durable.entry_type(name text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'durable_entry_type'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 -- Fetches GET {uri}/discover; headers are "name: value" lines.  Returns
 -- {"manifest": ..., "http_version": ..., "server": ...}.
 CREATE FUNCTION durable._discover(uri text, headers text[], http_version text)
@@ -177,44 +189,29 @@ CREATE TABLE durable.state_entry (
  * invocation (exclusive or workflow handler) that has not started yet waits
  * while another exclusive invocation of the same key holds the lock (has
  * started and is not completed: running, suspended, backing off or paused)
- * or was queued before it.  Shared handlers never wait.
+ * or was queued before it (queue order is send order).  A delayed
+ * invocation joins the queue when it is due.  Shared handlers never wait.
+ *
+ * This is the one place the rule is written: the dispatchers' claim and
+ * the invocations view (which shows such an invocation as "pending") both
+ * read behind_lock from here.  Internal: only the extension's owner reads
+ * it, the invocations view on its readers' behalf.
  */
-CREATE FUNCTION durable._waits_for_lock(p_id text, p_service text, p_key text,
-                                        p_handler_ty text, p_created_at timestamptz,
-                                        p_running_at timestamptz, p_now timestamptz)
-RETURNS boolean
-LANGUAGE sql STABLE
-AS $$
-    SELECT p_key IS NOT NULL AND p_running_at IS NULL
-       AND p_handler_ty IN ('exclusive', 'workflow')
-       AND EXISTS (SELECT 1 FROM durable.invocation o
-                    WHERE o.service_name = p_service AND o.service_key = p_key
-                      AND o.status <> 'completed'
-                      -- a delayed invocation joins the queue when it is due
-                      AND NOT (o.status = 'scheduled' AND o.run_at > p_now)
-                      AND o.handler_ty IN ('exclusive', 'workflow')
-                      AND o.id <> p_id
-                      AND (o.running_at IS NOT NULL
-                           OR (o.created_at, o.id) < (p_created_at, p_id)))
-$$;
-
-/*
- * The same rule for the invocations view.  A function in a view runs with
- * the privileges of whoever reads the view, and readers have no access to
- * durable.invocation, so this one runs as its owner.  (The dispatchers call
- * _waits_for_lock directly, where it can be inlined into the claim.)
- */
-CREATE FUNCTION durable._queued_behind_lock(p_id text, p_service text, p_key text,
-                                            p_handler_ty text, p_created_at timestamptz,
-                                            p_running_at timestamptz)
-RETURNS boolean
-LANGUAGE sql STABLE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT durable._waits_for_lock(p_id, p_service, p_key, p_handler_ty,
-                                   p_created_at, p_running_at, now())
-$$;
+CREATE VIEW durable._invocation_queue AS
+SELECT i.id, i.status, i.run_at,
+       (i.service_key IS NOT NULL AND i.running_at IS NULL
+        AND i.handler_ty IN ('exclusive', 'workflow')
+        AND EXISTS (SELECT 1 FROM durable.invocation o
+                     WHERE o.service_name = i.service_name
+                       AND o.service_key = i.service_key
+                       AND o.status <> 'completed'
+                       AND NOT (o.status = 'scheduled' AND o.run_at > now())
+                       AND o.handler_ty IN ('exclusive', 'workflow')
+                       AND o.id <> i.id
+                       AND (o.running_at IS NOT NULL
+                            OR (o.created_at, o.id) < (i.created_at, i.id))))
+         AS behind_lock
+  FROM durable.invocation i;
 
 /*
  * ---------------------------------------------------------------------------
@@ -265,9 +262,7 @@ SELECT i.id,
        i.service_ty AS target_service_ty,
        -- waiting for a virtual object's lock
        CASE WHEN i.status IN ('ready', 'scheduled', 'backing-off')
-                 AND i.run_at <= now()
-                 AND durable._queued_behind_lock(i.id, i.service_name, i.service_key,
-                                                 i.handler_ty, i.created_at, i.running_at)
+                 AND i.run_at <= now() AND q.behind_lock
             THEN 'pending' ELSE i.status END AS status,
        i.idempotency_key,
        i.invoked_by,
@@ -288,23 +283,23 @@ SELECT i.id,
        i.completion_failure_code,
        durable._bytes_to_jsonb(i.output) AS output,
        i.output AS output_raw
-  FROM durable.invocation i;
+  FROM durable.invocation i
+  JOIN durable._invocation_queue q ON q.id = i.id;
 
 CREATE VIEW durable.journal AS
 SELECT j.invocation_id AS id,
        j.index,
        durable.entry_type_name(j.entry_type) AS entry_type,
-       CASE WHEN j.entry_type >= 32768 AND j.entry_type < 64512
-            THEN 'notification' ELSE 'command' END AS entry_kind,
+       durable.entry_kind(j.entry_type) AS entry_kind,
        j.name,
        CASE
-         WHEN j.entry_type >= 32768 AND j.entry_type < 64512 THEN true
+         WHEN durable.entry_kind(j.entry_type) = 'notification' THEN true
          WHEN j.completion_id IS NULL THEN true
          ELSE EXISTS (SELECT 1 FROM durable.journal_entry n
                        WHERE n.invocation_id = j.invocation_id
-                         AND n.entry_type >= 32768 AND n.entry_type < 64512
+                         AND durable.entry_kind(n.entry_type) = 'notification'
                          AND n.completion_id = j.completion_id
-                         AND n.entry_type <> 32782)
+                         AND durable.entry_type_name(n.entry_type) <> 'CallInvocationId')
        END AS completed,
        j.completion_id,
        j.appended_at,
@@ -324,13 +319,6 @@ SELECT service_name, service_key, key,
  * Deployments
  * ---------------------------------------------------------------------------
  */
-
-CREATE FUNCTION durable._duration_ms(options jsonb, field text)
-RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
-                THEN (options ->> field)::numeric::bigint END
-$$;
 
 -- What re-registration compares: each service's type and its handlers' types.
 CREATE FUNCTION durable._manifest_shape(manifest jsonb)
@@ -614,7 +602,7 @@ BEGIN
     END IF;
 
     INSERT INTO durable.journal_entry (invocation_id, index, entry_type, raw)
-    VALUES (new_id, 0, 1024,
+    VALUES (new_id, 0, durable.entry_type('Input'),
             durable._input_entry(p_input,
                                  ARRAY(SELECT e.key FROM jsonb_each_text(p_headers) e ORDER BY e.key),
                                  ARRAY(SELECT e.value FROM jsonb_each_text(p_headers) e ORDER BY e.key)));
@@ -670,12 +658,13 @@ LANGUAGE C VOLATILE SECURITY DEFINER STRICT;
 
 /*
  * ---------------------------------------------------------------------------
- * Runtime internals, called by the dispatchers (and later by SQL-level
- * features that complete things, e.g. awakeables).  Each is one step of the
- * invocation lifecycle described in docs/architecture.md.
+ * Runtime internals.  The invocation state machine itself is C
+ * (src/lifecycle.c, see docs/architecture.md); what is here are the tables
+ * and helpers its statements use.
  * ---------------------------------------------------------------------------
  */
 
+-- A pending ctx.sleep; wake_at 'infinity' never fires.
 CREATE TABLE durable.timer (
     invocation_id       text NOT NULL REFERENCES durable.invocation (id)
                         ON DELETE CASCADE,
@@ -686,303 +675,40 @@ CREATE TABLE durable.timer (
 CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
 
 /*
- * Appends one entry to an invocation's journal.  This is the single path
- * every notification takes: append, then resume the invocation if it is
- * suspended waiting for exactly this notification.
+ * Options from a manifest (service or handler) that the dispatchers use,
+ * read defensively: a value that is missing, not a number or out of range
+ * is NULL (the durable.* setting applies), never an error, so that no
+ * stored manifest can make a claim fail.  durable.register_deployment
+ * rejects such values with a clear error in the first place.
  */
-CREATE FUNCTION durable._append_entry(p_id text, p_type integer, p_name text,
-                                      p_completion_id integer, p_signal_id integer,
-                                      p_signal_name text, p_raw bytea)
+CREATE FUNCTION durable._option_ms(options jsonb, field text)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
+                 AND (options ->> field)::numeric BETWEEN 0 AND 1e15
+                THEN round((options ->> field)::numeric)::bigint END
+$$;
+
+CREATE FUNCTION durable._option_count(options jsonb, field text)
 RETURNS integer
-LANGUAGE plpgsql
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    idx     integer;
-    st      text;
-    wc      integer[];
-    ws      integer[];
-    wn      text[];
-BEGIN
-    UPDATE durable.invocation i
-       SET journal_size = i.journal_size + 1,
-           last_stored_entry_at = clock_timestamp(),
-           retry_count_since_last_stored_entry = 0,
-           modified_at = now()
-     WHERE i.id = p_id AND i.status <> 'completed'
-    RETURNING i.journal_size - 1, i.status, i.waiting_completions,
-              i.waiting_signals, i.waiting_named_signals
-      INTO idx, st, wc, ws, wn;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invocation "%" does not exist or is completed', p_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-
-    INSERT INTO durable.journal_entry (invocation_id, index, entry_type, name,
-                                       completion_id, signal_id, signal_name, raw)
-    VALUES (p_id, idx, p_type, p_name, p_completion_id, p_signal_id, p_signal_name, p_raw);
-
-    IF p_type >= 32768 AND p_type < 64512 AND st = 'suspended'
-       AND (p_completion_id = ANY (wc) OR p_signal_id = ANY (ws) OR p_signal_name = ANY (wn)) THEN
-        UPDATE durable.invocation i
-           SET status = 'ready', run_at = now(),
-               waiting_completions = NULL, waiting_signals = NULL,
-               waiting_named_signals = NULL
-         WHERE i.id = p_id;
-        PERFORM durable._wake_at_commit();
-    END IF;
-    RETURN idx;
-END;
+    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
+                 AND (options ->> field)::numeric BETWEEN 0 AND 2147483647
+                THEN trunc((options ->> field)::numeric)::integer END
 $$;
 
-/*
- * Ends an attempt with a Suspension.  If something it waits for is already
- * in the journal the invocation is runnable again at once.
- */
-CREATE FUNCTION durable._suspend(p_id text, p_completions integer[], p_signals integer[],
-                                 p_named_signals text[])
-RETURNS text
-LANGUAGE plpgsql
+CREATE FUNCTION durable._option_factor(options jsonb, field text)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    already boolean;
-BEGIN
-    SELECT EXISTS (SELECT 1 FROM durable.journal_entry j
-                    WHERE j.invocation_id = p_id
-                      AND j.entry_type >= 32768 AND j.entry_type < 64512
-                      AND (j.completion_id = ANY (p_completions)
-                           OR j.signal_id = ANY (p_signals)
-                           OR j.signal_name = ANY (p_named_signals)))
-      INTO already;
-    UPDATE durable.invocation i
-       SET status = CASE WHEN already THEN 'ready' ELSE 'suspended' END,
-           run_at = CASE WHEN already THEN now() END,
-           waiting_completions = CASE WHEN already THEN NULL ELSE p_completions END,
-           waiting_signals = CASE WHEN already THEN NULL ELSE p_signals END,
-           waiting_named_signals = CASE WHEN already THEN NULL ELSE p_named_signals END,
-           claimed_by = NULL,
-           modified_at = now()
-     WHERE i.id = p_id;
-    RETURN CASE WHEN already THEN 'ready' ELSE 'suspended' END;
-END;
-$$;
-
-CREATE FUNCTION durable._complete(p_id text, p_output bytea, p_failure_code integer,
-                                  p_failure_message text)
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    UPDATE durable.invocation i
-       SET status = 'completed',
-           completion_result = CASE WHEN p_failure_code IS NULL THEN 'success' ELSE 'failure' END,
-           completion_failure = p_failure_message,
-           completion_failure_code = p_failure_code,
-           output = p_output,
-           completed_at = now(),
-           modified_at = now(),
-           run_at = NULL,
-           claimed_by = NULL,
-           waiting_completions = NULL, waiting_signals = NULL, waiting_named_signals = NULL
-     WHERE i.id = p_id;
-    DELETE FROM durable.timer t WHERE t.invocation_id = p_id;
-$$;
-
-/*
- * Records a failed attempt and decides what comes next: a retry after an
- * exponential backoff (the handler's retry policy from its manifest, else
- * the durable.retry_* settings), or pause / kill once attempts run out.
- */
-CREATE FUNCTION durable._attempt_failed(p_id text, p_code integer, p_message text,
-                                        p_retry_delay_ms bigint,
-                                        p_initial_ms bigint, p_max_ms bigint,
-                                        p_factor float8, p_max_attempts integer,
-                                        p_on_max text, p_pause boolean DEFAULT false)
-RETURNS text
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    inv         durable.invocation;
-    opts        jsonb;
-    initial_ms  float8;
-    max_ms      float8;
-    factor      float8;
-    max_att     integer;
-    on_max      text;
-    delay_ms    float8;
-    failures    integer;
-BEGIN
-    SELECT * INTO inv FROM durable.invocation i WHERE i.id = p_id FOR UPDATE;
-    IF NOT FOUND OR inv.status = 'completed' THEN
-        RETURN NULL;
-    END IF;
-    SELECT coalesce(s.options, '{}') || coalesce(h.options, '{}') INTO opts
-      FROM durable.service s
-      LEFT JOIN durable.handler h ON h.service_name = s.name AND h.name = inv.handler_name
-     WHERE s.name = inv.service_name;
-    opts := coalesce(opts, '{}');
-    initial_ms := coalesce(durable._duration_ms(opts, 'retryPolicyInitialInterval'), p_initial_ms);
-    max_ms := coalesce(durable._duration_ms(opts, 'retryPolicyMaxInterval'), p_max_ms);
-    factor := coalesce((opts ->> 'retryPolicyExponentiationFactor')::float8, p_factor);
-    max_att := coalesce((opts ->> 'retryPolicyMaxAttempts')::integer, p_max_attempts);
-    on_max := lower(coalesce(opts ->> 'retryPolicyOnMaxAttempts', p_on_max));
-
-    failures := inv.retry_count_since_last_stored_entry + 1;
-
-    -- p_pause: retrying cannot help (e.g. a command durable does not support yet)
-    IF p_pause OR (max_att > 0 AND failures >= max_att) THEN
-        IF on_max = 'kill' AND NOT p_pause THEN
-            PERFORM durable._complete(p_id, NULL, coalesce(p_code, 500), p_message);
-            UPDATE durable.invocation i
-               SET retry_count = i.retry_count + 1,
-                   retry_count_since_last_stored_entry = failures,
-                   last_failure = p_message, last_failure_error_code = p_code
-             WHERE i.id = p_id;
-            RETURN 'completed';
-        END IF;
-        UPDATE durable.invocation i
-           SET status = 'paused',
-               retry_count = i.retry_count + 1,
-               retry_count_since_last_stored_entry = failures,
-               last_failure = p_message, last_failure_error_code = p_code,
-               next_retry_at = NULL, run_at = NULL, claimed_by = NULL,
-               modified_at = now()
-         WHERE i.id = p_id;
-        RETURN 'paused';
-    END IF;
-
-    delay_ms := coalesce(p_retry_delay_ms::float8,
-                         least(max_ms, initial_ms * power(factor, failures - 1)));
-    UPDATE durable.invocation i
-       SET status = 'backing-off',
-           retry_count = i.retry_count + 1,
-           retry_count_since_last_stored_entry = failures,
-           last_failure = p_message,
-           last_failure_error_code = p_code,
-           next_retry_at = clock_timestamp() + delay_ms * interval '1 millisecond',
-           run_at = clock_timestamp() + delay_ms * interval '1 millisecond',
-           claimed_by = NULL,
-           modified_at = now()
-     WHERE i.id = p_id;
-    RETURN 'backing-off';
-END;
-$$;
-
-/*
- * Claims up to p_limit runnable invocations for dispatcher p_worker.  Rows
- * locked by another dispatcher's claim are skipped, not waited for.
- */
-CREATE FUNCTION durable._claim(p_worker integer, p_limit integer)
-RETURNS TABLE (id text, service_name text, handler_name text, service_key text,
-               uri text, headers jsonb,
-               http_version text, protocol_version integer, random_seed bigint,
-               retry_count_since_last_stored_entry integer,
-               ms_since_last_stored_entry bigint, inactivity_timeout_ms bigint,
-               abort_timeout_ms bigint)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_now timestamptz;
-BEGIN
-    /*
-     * Claims are serialised (until the claiming transaction commits), so that
-     * each claim sees which exclusive invocations the previous one started:
-     * without that, two dispatchers could each start a different invocation
-     * of the same virtual object key.  The claim is the last step of a
-     * dispatcher's transaction, so the lock is held only briefly.
-     */
-    PERFORM pg_advisory_xact_lock(1146441281, 1);   -- 'DURA', 1: claims
-    -- one clock for "is it due" and "who queues ahead", see _waits_for_lock
-    v_now := clock_timestamp();
-    RETURN QUERY
-    WITH picked AS (
-        SELECT i.id FROM durable.invocation i
-         WHERE i.status IN ('ready', 'scheduled', 'backing-off')
-           AND i.run_at <= v_now
-           AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
-                                           i.handler_ty, i.created_at, i.running_at,
-                                           v_now)
-         ORDER BY i.run_at
-         LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE durable.invocation i
-           SET status = 'running',
-               claimed_by = p_worker,
-               running_at = now(),
-               modified_at = now(),
-               next_retry_at = NULL,
-               pinned_deployment_id = coalesce(i.pinned_deployment_id,
-                                               (SELECT s.deployment_id FROM durable.service s
-                                                 WHERE s.name = i.service_name))
-          FROM picked p
-         WHERE i.id = p.id
-        RETURNING i.*
-    )
-    SELECT c.id, c.service_name, c.handler_name, c.service_key,
-           d.uri, d.headers, d.http_version, d.protocol_version, c.random_seed,
-           c.retry_count_since_last_stored_entry,
-           (extract(epoch FROM clock_timestamp() - c.last_stored_entry_at) * 1000)::bigint,
-           coalesce(durable._duration_ms(h.options, 'inactivityTimeout'),
-                    durable._duration_ms(sv.options, 'inactivityTimeout')),
-           coalesce(durable._duration_ms(h.options, 'abortTimeout'),
-                    durable._duration_ms(sv.options, 'abortTimeout'))
-      FROM claimed c
-      LEFT JOIN durable.deployment d ON d.id = c.pinned_deployment_id
-      LEFT JOIN durable.service sv ON sv.name = c.service_name
-      LEFT JOIN durable.handler h ON h.service_name = c.service_name AND h.name = c.handler_name;
-END;
-$$;
-
--- After a dispatcher (re)starts, its interrupted attempts run again.
-CREATE FUNCTION durable._recover(p_worker integer, p_nworkers integer)
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n integer;
-BEGIN
-    UPDATE durable.invocation i
-       SET status = 'ready', run_at = now(), claimed_by = NULL, modified_at = now()
-     WHERE i.status = 'running'
-       AND (i.claimed_by = p_worker
-            OR (p_worker = 0 AND (i.claimed_by IS NULL OR i.claimed_by >= p_nworkers)));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END;
-$$;
-
--- Removes due timers and returns them; the caller journals their completions.
-CREATE FUNCTION durable._take_due_timers(p_limit integer)
-RETURNS TABLE (invocation_id text, completion_id integer)
-LANGUAGE sql
-SET search_path = pg_catalog, pg_temp
-AS $$
-    DELETE FROM durable.timer t
-     USING (SELECT t2.invocation_id, t2.completion_id FROM durable.timer t2
-             WHERE t2.wake_at <= clock_timestamp()
-             ORDER BY t2.wake_at LIMIT p_limit
-               FOR UPDATE SKIP LOCKED) due
-     WHERE t.invocation_id = due.invocation_id AND t.completion_id = due.completion_id
-    RETURNING t.invocation_id, t.completion_id
-$$;
-
--- When the dispatchers next have something to do without being woken.
-CREATE FUNCTION durable._next_wakeup()
-RETURNS timestamptz
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT least((SELECT min(i.run_at) FROM durable.invocation i
-                   WHERE i.status IN ('ready', 'scheduled', 'backing-off')
-                     AND NOT durable._waits_for_lock(i.id, i.service_name, i.service_key,
-                                                     i.handler_ty, i.created_at,
-                                                     i.running_at, i.run_at)),
-                 (SELECT min(t.wake_at) FROM durable.timer t))
+    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
+                 AND (options ->> field)::numeric BETWEEN 1 AND 1000
+                THEN (options ->> field)::float8 END
 $$;
 
 /*
@@ -1000,9 +726,9 @@ GRANT EXECUTE ON FUNCTION durable.new_invocation_id(text, text),
                           durable.invocation_id_from_bytes(bytea),
                           durable.decode_entry(integer, bytea),
                           durable.entry_type_name(integer),
-                          durable._bytes_to_jsonb(bytea),
-                          durable._queued_behind_lock(text, text, text, text,
-                                                      timestamptz, timestamptz)
+                          durable.entry_kind(integer),
+                          durable.entry_type(text),
+                          durable._bytes_to_jsonb(bytea)
     TO PUBLIC;
 
 -- Let the dispatchers know a fresh installation is ready.

@@ -1,15 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * attempt.c
- *	  One attempt of an invocation: the request we send (StartMessage plus
- *	  the whole journal) and what we make of the service's answer.
+ *	  The protocol session of one attempt: the request we send (StartMessage
+ *	  plus the whole journal) and the decoding of the service's answer into
+ *	  a list of effects.
  *
  * Attempts run in request/response mode: the request body carries Start
  * and every journaled entry, then ends; the service replays, runs until it
  * needs something it does not have, and answers with new commands followed
- * by End, Suspension or Error.  We apply those messages strictly in order,
- * so that for example a run proposal is journaled before the Suspension
- * that waits for it is evaluated.
+ * by End, Suspension or Error.  The answer is decoded whole, strictly in
+ * order, and checked against the journal it was sent: a run result must
+ * belong to a Run command that has none yet, nothing may follow Output, and
+ * no command may reuse a completion id.  A response that breaks these rules
+ * raises an error, so that none of it is stored.
+ *
+ * Nothing here touches a table; lifecycle.c turns the effects into status
+ * transitions and journal_store.c stores them.
  *
  * IDENTIFICATION
  *	  src/attempt.c
@@ -18,12 +24,13 @@
  */
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "attempt.h"
 #include "durable.h"
-#include "journal_store.h"
 #include "protocol.h"
 #include "protocol.pb-c.h"
 
@@ -70,15 +77,140 @@ attempt_add_state_entry(Attempt *a, const char *key, int keylen,
 	MemoryContextSwitchTo(old);
 }
 
+/* Reads a protobuf varint at *p (bounded by end); false if malformed. */
+static bool
+read_varint(const uint8 **p, const uint8 *end, uint64 *value)
+{
+	uint64		v = 0;
+	int			shift = 0;
+
+	do
+	{
+		if (*p >= end || shift > 63)
+			return false;
+		v |= (uint64) (**p & 0x7F) << shift;
+		shift += 7;
+	} while (*(*p)++ & 0x80);
+	*value = v;
+	return true;
+}
+
+/*
+ * Reads two fields of any message without knowing its type: a varint id
+ * (field id_field) and a string name (field name_field, 0: none).  Commands
+ * keep result_completion_id in 11 and the entry name in 12, notifications
+ * their completion id in 1.  Doubles as a well-formedness check, since
+ * commands are stored verbatim.
+ */
+static bool
+scan_fields(const uint8 *p, size_t len, int id_field, int name_field,
+			uint32 *id, const uint8 **name, size_t *namelen)
+{
+	const uint8 *end = p + len;
+
+	*id = 0;
+	if (name)
+	{
+		*name = NULL;
+		*namelen = 0;
+	}
+	while (p < end)
+	{
+		uint64		key;
+		uint64		v;
+		int			field;
+
+		if (!read_varint(&p, end, &key))
+			return false;
+		field = (int) (key >> 3);
+
+		switch (key & 7)
+		{
+			case 0:				/* varint */
+				if (!read_varint(&p, end, &v))
+					return false;
+				if (field == id_field)
+					*id = (uint32) v;
+				break;
+			case 1:				/* 64-bit */
+				if (end - p < 8)
+					return false;
+				p += 8;
+				break;
+			case 2:				/* length-delimited */
+				if (!read_varint(&p, end, &v) || v > (uint64) (end - p))
+					return false;
+				if (name && field == name_field)
+				{
+					*name = p;
+					*namelen = (size_t) v;
+				}
+				p += v;
+				break;
+			case 5:				/* 32-bit */
+				if (end - p < 4)
+					return false;
+				p += 4;
+				break;
+			default:
+				return false;
+		}
+	}
+	return true;
+}
+
+/* The journal's record of one completion id; NULL if unknown and !create. */
+static CompletionSeen *
+completion_seen(Attempt *a, uint32 completion_id, bool create)
+{
+	bool		found;
+	CompletionSeen *c;
+
+	if (a->completions == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(uint32);
+		ctl.entrysize = sizeof(CompletionSeen);
+		ctl.hcxt = a->cxt;
+		a->completions = hash_create("durable attempt completions", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	c = hash_search(a->completions, &completion_id,
+					create ? HASH_ENTER : HASH_FIND, &found);
+	if (c != NULL && !found)
+	{
+		c->is_run = false;
+		c->completed = false;
+	}
+	return c;
+}
+
+/*
+ * Adds a stored journal entry to the request, and remembers what the
+ * response will be checked against.
+ */
 void
 attempt_add_journal_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
 {
 	uint8		header[PROTOCOL_FRAME_HEADER_SIZE];
+	uint32		id;
 
 	frame_header_write(header, type, 0, (uint32) rawlen);
 	appendBinaryStringInfo(&a->journal_bytes, (char *) header, sizeof(header));
 	appendBinaryStringInfo(&a->journal_bytes, raw, rawlen);
 	a->known_entries++;
+
+	if (type == MSG_OUTPUT_COMMAND)
+		a->output_journaled = true;
+	if (MSG_IS_COMMAND(type) &&
+		scan_fields((const uint8 *) raw, rawlen, 11, 0, &id, NULL, NULL) && id != 0)
+		completion_seen(a, id, true)->is_run |= (type == MSG_RUN_COMMAND);
+	else if (MSG_IS_NOTIFICATION(type) &&
+			 scan_fields((const uint8 *) raw, rawlen, 1, 0, &id, NULL, NULL) && id != 0)
+		completion_seen(a, id, true)->completed = true;
 }
 
 static void
@@ -133,7 +265,9 @@ attempt_prepare_request(Attempt *a)
 	struct curl_slist *headers = NULL;
 
 	if (!invocation_id_parse(a->invocation_id, a->invocation_id_raw))
-		elog(ERROR, "stored invocation id \"%s\" is malformed", a->invocation_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored invocation id \"%s\" is malformed", a->invocation_id)));
 
 	if (nstate > 0)
 	{
@@ -209,84 +343,69 @@ attempt_start(Attempt *a)
 }
 
 /* ----------------------------------------------------------------------
- * Applying a response
+ * Decoding a response
  * ----------------------------------------------------------------------
  */
 
-/* Reads a protobuf varint at *p (bounded by end); false if malformed. */
-static bool
-read_varint(const uint8 **p, const uint8 *end, uint64 *value)
-{
-	uint64		v = 0;
-	int			shift = 0;
-
-	do
-	{
-		if (*p >= end || shift > 63)
-			return false;
-		v |= (uint64) (**p & 0x7F) << shift;
-		shift += 7;
-	} while (*(*p)++ & 0x80);
-	*value = v;
-	return true;
-}
+#define UTF8_REPLACEMENT "\xEF\xBF\xBD"
 
 /*
- * Reads the common fields of any command without knowing its type: the
- * entry name (field 12) and result_completion_id (field 11).  Doubles as a
- * well-formedness check, since commands are stored verbatim.
+ * Text from a service for a text column or a log line.  Services may send
+ * any bytes; stored as they are, invalid UTF-8 would make a later dump of
+ * the database (or of a table that copied the text) fail to restore.  Each
+ * invalid sequence and NUL byte becomes U+FFFD.  In a database whose
+ * encoding is not UTF-8 every non-ASCII byte becomes '?'.
  */
-static bool
-scan_command_fields(const uint8 *p, size_t len, char **name, int *completion_id)
+char *
+attempt_text(const char *data, size_t len)
 {
-	const uint8 *end = p + len;
+	StringInfoData s;
+	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+	size_t		i = 0;
 
-	*name = NULL;
-	*completion_id = 0;
-	while (p < end)
+	initStringInfo(&s);
+	while (i < len)
 	{
-		uint64		key;
-		uint64		v;
-		int			field;
+		unsigned char c = (unsigned char) data[i];
+		int			n;
 
-		if (!read_varint(&p, end, &key))
-			return false;
-		field = (int) (key >> 3);
-
-		switch (key & 7)
+		if (c != 0 && c < 0x80)
 		{
-			case 0:				/* varint */
-				if (!read_varint(&p, end, &v))
-					return false;
-				if (field == 11)
-					*completion_id = (int) v;
-				break;
-			case 1:				/* 64-bit */
-				if (end - p < 8)
-					return false;
-				p += 8;
-				break;
-			case 2:				/* length-delimited */
-				if (!read_varint(&p, end, &v) || v > (uint64) (end - p))
-					return false;
-				if (field == 12)
-					*name = pnstrdup((const char *) p, (Size) v);
-				p += v;
-				break;
-			case 5:				/* 32-bit */
-				if (end - p < 4)
-					return false;
-				p += 4;
-				break;
-			default:
-				return false;
+			appendStringInfoChar(&s, (char) c);
+			i++;
+			continue;
+		}
+		if (!utf8)
+		{
+			appendStringInfoChar(&s, '?');
+			i++;
+			continue;
+		}
+		n = (c == 0) ? 0 : pg_utf_mblen((const unsigned char *) data + i);
+		if (n > 1 && i + n <= len &&
+			pg_utf8_islegal((const unsigned char *) data + i, n))
+		{
+			appendBinaryStringInfo(&s, data + i, n);
+			i += n;
+		}
+		else
+		{
+			appendStringInfoString(&s, UTF8_REPLACEMENT);
+			i++;
 		}
 	}
-	return true;
+	return s.data;
 }
 
-#define DECODE(type_, fn_, body_, len_) \
-	((type_ *) decode_or_error((ProtobufCMessage *) fn_(&protocol_allocator, (len_), (body_)), msg_type))
+/* What decoding has seen so far of the response. */
+typedef struct DecodeState
+{
+	bool		output_seen;	/* in the journal or in this response */
+	List	   *state;			/* of StateWrite *: the object's state now */
+} DecodeState;
+
+#define DECODE(type_, fn_, body_, len_, msg_type_) \
+	((type_ *) decode_or_error((ProtobufCMessage *) fn_(&protocol_allocator, (len_), (body_)), (msg_type_)))
 
 static void *
 decode_or_error(ProtobufCMessage *msg, uint16 type)
@@ -299,25 +418,476 @@ decode_or_error(ProtobufCMessage *msg, uint16 type)
 	return msg;
 }
 
-/* Encodes a notification and journals it. */
 static void
-append_notification(Attempt *a, uint16 type, Wire__NotificationMessage *n)
+protocol_violation(const char *fmt,...) pg_attribute_printf(1, 2);
+
+static void
+protocol_violation(const char *fmt,...)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&msg, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&msg, needed);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_PROTOCOL_VIOLATION),
+			 errmsg_internal("%s", msg.data)));
+}
+
+static void
+set_failure(AttemptEffects *fx, int code, int64 retry_delay_ms, const char *fmt,...)
+	pg_attribute_printf(4, 5);
+
+static void
+set_failure(AttemptEffects *fx, int code, int64 retry_delay_ms, const char *fmt,...)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&msg, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&msg, needed);
+	}
+	fx->end = ATTEMPT_END_FAILED;
+	fx->failure_code = code;
+	fx->failure_message = attempt_text(msg.data, msg.len);
+	fx->retry_delay_ms = retry_delay_ms;
+}
+
+/* Why a transfer ended without a terminal message. */
+static void
+set_transport_failure(Attempt *a, AttemptEffects *fx)
+{
+	HttpTransfer *t = &a->transfer;
+
+	if (t->frame_too_large)
+		set_failure(fx, FAILURE_TOO_LARGE, -1,
+					"service sent a message of %u bytes, more than durable.max_message_size (%d bytes)",
+					t->too_large_length, durable_max_message_size);
+	else if (t->response_too_large)
+		set_failure(fx, FAILURE_TOO_LARGE, -1,
+					"service sent more than %zu bytes in one response",
+					(size_t) t->response.len);
+	else if (t->result == CURLE_OPERATION_TIMEDOUT)
+		set_failure(fx, FAILURE_TIMEOUT, -1, "attempt timed out: %s",
+					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+	else if (t->result != CURLE_OK)
+		set_failure(fx, FAILURE_UNREACHABLE, -1, "could not reach service at %s: %s", a->url,
+					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+	else if (t->response.len > (int) t->scan_offset)
+		set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
+					"service stream ended in the middle of a message (%d bytes left over)",
+					t->response.len - (int) t->scan_offset);
+	else
+		set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
+					"service stream ended without End, Suspension or Error");
+}
+
+static NewEntry *
+add_entry(AttemptEffects *fx, uint16 type, const uint8 *raw, size_t len)
+{
+	NewEntry   *e = palloc0(sizeof(NewEntry));
+
+	e->type = type;
+	e->raw = raw;
+	e->len = len;
+	fx->entries = lappend(fx->entries, e);
+	return e;
+}
+
+/* Encodes a notification the runtime adds to the journal. */
+static void
+add_notification(Attempt *a, AttemptEffects *fx, uint16 type,
+				 Wire__NotificationMessage *n)
 {
 	size_t		len = protobuf_c_message_get_packed_size(&n->base);
 	uint8	   *buf = palloc(Max(len, 1));
-	int			completion_id = 0;
-	int			signal_id = 0;
-	char	   *signal_name = NULL;
+	NewEntry   *e;
 
 	protobuf_c_message_pack(&n->base, buf);
-	if (n->id_case == WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID)
-		completion_id = n->completion_id;
-	else if (n->id_case == WIRE__NOTIFICATION_MESSAGE__ID_SIGNAL_ID)
-		signal_id = n->signal_id;
-	else if (n->id_case == WIRE__NOTIFICATION_MESSAGE__ID_SIGNAL_NAME)
-		signal_name = n->signal_name;
-	store_append_entry(a->invocation_id, type, NULL, completion_id, signal_id,
-					   signal_name, buf, len);
+	e = add_entry(fx, type, buf, len);
+	Assert(n->id_case == WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID);
+	e->completion_id = n->completion_id;
+	completion_seen(a, n->completion_id, true)->completed = true;
+}
+
+/* State keys are strings in every SDK; refuse bytes that are not text. */
+static char *
+state_key(Attempt *a, const uint8 *key, size_t keylen)
+{
+	char	   *s;
+
+	if (a->service_key == NULL)
+		protocol_violation("service \"%s\" is not keyed and has no state",
+						   a->service_name);
+	s = palloc(keylen + 1);
+	memcpy(s, key, keylen);
+	s[keylen] = '\0';
+	if (strlen(s) != keylen || !pg_verifymbstr(s, keylen, true))
+		protocol_violation("state key is not valid text");
+	return s;
+}
+
+/* Records a state write and keeps the in-memory state current. */
+static void
+write_state(DecodeState *st, AttemptEffects *fx, StateWriteKind kind,
+			char *key, const uint8 *value, size_t len)
+{
+	StateWrite *w = palloc0(sizeof(StateWrite));
+	ListCell   *lc;
+
+	w->kind = kind;
+	w->key = key;
+	w->value = value;
+	w->len = len;
+	fx->state_writes = lappend(fx->state_writes, w);
+
+	if (kind == STATE_WRITE_CLEAR_ALL)
+	{
+		st->state = NIL;
+		return;
+	}
+	foreach(lc, st->state)
+	{
+		StateWrite *s = lfirst(lc);
+
+		if (strcmp(s->key, key) == 0)
+		{
+			st->state = foreach_delete_current(st->state, lc);
+			break;
+		}
+	}
+	if (kind == STATE_WRITE_SET)
+		st->state = lappend(st->state, w);
+}
+
+static StateWrite *
+read_state(DecodeState *st, const char *key)
+{
+	ListCell   *lc;
+
+	foreach(lc, st->state)
+	{
+		StateWrite *s = lfirst(lc);
+
+		if (strcmp(s->key, key) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/*
+ * A Sleep's wake-up time: milliseconds since the Unix epoch.  One beyond
+ * what a timestamptz can hold means never (it is not wrapped around).
+ */
+static TimestampTz
+wake_up_time(uint64 unix_ms)
+{
+	const int64 epoch_offset_ms =
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+
+	if (unix_ms > (uint64) (END_TIMESTAMP / 1000 + epoch_offset_ms))
+		return DT_NOEND;
+	return ((int64) unix_ms - epoch_offset_ms) * 1000;
+}
+
+static void
+decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
+			   uint16 msg_type, const uint8 *body, uint32 len)
+{
+	const uint8 *name;
+	size_t		namelen;
+	uint32		completion_id;
+	NewEntry   *e;
+
+	if (!scan_fields(body, len, 11, 12, &completion_id, &name, &namelen))
+		protocol_violation("service sent a malformed %s command",
+						   protocol_message_name(msg_type));
+	if (st->output_seen)
+		protocol_violation("service sent a %s command after the Output command",
+						   protocol_message_name(msg_type));
+	if (completion_id != 0)
+	{
+		CompletionSeen *c = completion_seen(a, completion_id, false);
+
+		if (c != NULL)
+			protocol_violation("service sent a %s command with completion id %u, which an earlier entry already uses",
+							   protocol_message_name(msg_type), completion_id);
+		completion_seen(a, completion_id, true)->is_run = (msg_type == MSG_RUN_COMMAND);
+	}
+
+	/* Commands not implemented yet must not be journaled. */
+	switch (msg_type)
+	{
+		case MSG_OUTPUT_COMMAND:
+		case MSG_SET_STATE_COMMAND:
+		case MSG_CLEAR_STATE_COMMAND:
+		case MSG_CLEAR_ALL_STATE_COMMAND:
+		case MSG_GET_EAGER_STATE_COMMAND:
+		case MSG_GET_EAGER_STATE_KEYS_COMMAND:
+		case MSG_GET_LAZY_STATE_COMMAND:
+		case MSG_GET_LAZY_STATE_KEYS_COMMAND:
+		case MSG_RUN_COMMAND:
+		case MSG_SLEEP_COMMAND:
+			break;
+		default:
+			if (!MSG_IS_CUSTOM(msg_type))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("the %s command (0x%04X) is not supported by durable yet",
+								protocol_message_name(msg_type), msg_type)));
+			break;
+	}
+
+	e = add_entry(fx, msg_type, body, len);
+	e->completion_id = completion_id;
+	if (name != NULL && namelen > 0)
+		e->name = attempt_text((const char *) name, namelen);
+
+	switch (msg_type)
+	{
+		case MSG_OUTPUT_COMMAND:
+			{
+				Wire__OutputCommandMessage *m =
+					DECODE(Wire__OutputCommandMessage,
+						   wire__output_command_message__unpack, body, len, msg_type);
+
+				st->output_seen = true;
+				if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_FAILURE &&
+					m->failure != NULL)
+				{
+					fx->output_failed = true;
+					fx->output_failure_code = (int) Min(m->failure->code, (uint32) PG_INT32_MAX);
+					fx->output_failure_message =
+						m->failure->message ? attempt_text(m->failure->message,
+														   strlen(m->failure->message)) : "";
+				}
+				else if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_VALUE &&
+						 m->value != NULL)
+				{
+					fx->output = m->value->content.data;
+					fx->output_len = m->value->content.len;
+				}
+				break;
+			}
+		case MSG_SET_STATE_COMMAND:
+			{
+				Wire__SetStateCommandMessage *m =
+					DECODE(Wire__SetStateCommandMessage,
+						   wire__set_state_command_message__unpack, body, len, msg_type);
+
+				write_state(st, fx, STATE_WRITE_SET,
+							state_key(a, m->key.data, m->key.len),
+							m->value ? m->value->content.data : (const uint8 *) "",
+							m->value ? m->value->content.len : 0);
+				break;
+			}
+		case MSG_CLEAR_STATE_COMMAND:
+			{
+				Wire__ClearStateCommandMessage *m =
+					DECODE(Wire__ClearStateCommandMessage,
+						   wire__clear_state_command_message__unpack, body, len, msg_type);
+
+				write_state(st, fx, STATE_WRITE_CLEAR,
+							state_key(a, m->key.data, m->key.len), NULL, 0);
+				break;
+			}
+		case MSG_CLEAR_ALL_STATE_COMMAND:
+			(void) state_key(a, (const uint8 *) "", 0);
+			write_state(st, fx, STATE_WRITE_CLEAR_ALL, NULL, NULL, 0);
+			break;
+		case MSG_GET_LAZY_STATE_COMMAND:
+			{
+				/* Answered right away, from the state as it is now. */
+				Wire__GetLazyStateCommandMessage *m =
+					DECODE(Wire__GetLazyStateCommandMessage,
+						   wire__get_lazy_state_command_message__unpack, body, len, msg_type);
+				Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+				Wire__Void v = WIRE__VOID__INIT;
+				Wire__Value value = WIRE__VALUE__INIT;
+				StateWrite *s = read_state(st, state_key(a, m->key.data, m->key.len));
+
+				n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
+				n.completion_id = completion_id;
+				if (s != NULL)
+				{
+					value.content.data = (uint8 *) s->value;
+					value.content.len = s->len;
+					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
+					n.value = &value;
+				}
+				else
+				{
+					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
+					n.void_ = &v;
+				}
+				add_notification(a, fx, MSG_GET_LAZY_STATE_COMPLETION, &n);
+				break;
+			}
+		case MSG_GET_LAZY_STATE_KEYS_COMMAND:
+			{
+				Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+				Wire__StateKeys keys = WIRE__STATE_KEYS__INIT;
+				ListCell   *lc;
+				int			i = 0;
+
+				(void) state_key(a, (const uint8 *) "", 0);
+				keys.n_keys = list_length(st->state);
+				keys.keys = palloc(sizeof(ProtobufCBinaryData) * Max(keys.n_keys, 1));
+				foreach(lc, st->state)
+				{
+					StateWrite *s = lfirst(lc);
+
+					keys.keys[i].data = (uint8 *) s->key;
+					keys.keys[i].len = strlen(s->key);
+					i++;
+				}
+				n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
+				n.completion_id = completion_id;
+				n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_STATE_KEYS;
+				n.state_keys = &keys;
+				add_notification(a, fx, MSG_GET_LAZY_STATE_KEYS_COMPLETION, &n);
+				break;
+			}
+		case MSG_SLEEP_COMMAND:
+			{
+				Wire__SleepCommandMessage *m =
+					DECODE(Wire__SleepCommandMessage,
+						   wire__sleep_command_message__unpack, body, len, msg_type);
+				NewTimer   *t = palloc(sizeof(NewTimer));
+
+				t->completion_id = m->result_completion_id;
+				t->wake_at = wake_up_time(m->wake_up_time);
+				fx->timers = lappend(fx->timers, t);
+				break;
+			}
+		default:
+			break;
+	}
+}
+
+/*
+ * Decodes one message.  Returns true when the message ended the attempt
+ * (fx->end set), false to go on with the next one.
+ */
+static bool
+decode_message(Attempt *a, DecodeState *st, AttemptEffects *fx,
+			   uint16 msg_type, const uint8 *body, uint32 len)
+{
+	if (MSG_IS_COMMAND(msg_type))
+	{
+		decode_command(a, st, fx, msg_type, body, len);
+		return false;
+	}
+
+	switch (msg_type)
+	{
+		case MSG_PROPOSE_RUN_COMPLETION:
+			{
+				Wire__ProposeRunCompletionMessage *m =
+					DECODE(Wire__ProposeRunCompletionMessage,
+						   wire__propose_run_completion_message__unpack, body, len, msg_type);
+				Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+				Wire__Value value = WIRE__VALUE__INIT;
+				CompletionSeen *c = completion_seen(a, m->result_completion_id, false);
+
+				if (c == NULL || !c->is_run)
+					protocol_violation("service proposed a result for completion id %u, which no Run command waits for",
+									   m->result_completion_id);
+				if (c->completed)
+					protocol_violation("service proposed a second result for the Run command with completion id %u",
+									   m->result_completion_id);
+				n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
+				n.completion_id = m->result_completion_id;
+				if (m->result_case == WIRE__PROPOSE_RUN_COMPLETION_MESSAGE__RESULT_FAILURE)
+				{
+					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
+					n.failure = m->failure;
+				}
+				else if (m->result_case == WIRE__PROPOSE_RUN_COMPLETION_MESSAGE__RESULT_VALUE)
+				{
+					value.content = m->value;
+					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
+					n.value = &value;
+				}
+				else
+					protocol_violation("service proposed a run completion without a result");
+				add_notification(a, fx, MSG_RUN_COMPLETION, &n);
+				return false;
+			}
+		case MSG_SUSPENSION:
+			{
+				Wire__SuspensionMessage *m =
+					DECODE(Wire__SuspensionMessage,
+						   wire__suspension_message__unpack, body, len, msg_type);
+
+				if (st->output_seen)
+					protocol_violation("service suspended after its Output command");
+				if (m->n_waiting_completions + m->n_waiting_signals +
+					m->n_waiting_named_signals == 0)
+					protocol_violation("service suspended without waiting for anything");
+				fx->end = ATTEMPT_END_SUSPENDED;
+				fx->n_wait_completions = (int) m->n_waiting_completions;
+				fx->wait_completions = m->waiting_completions;
+				fx->n_wait_signals = (int) m->n_waiting_signals;
+				fx->wait_signals = m->waiting_signals;
+				fx->n_wait_named_signals = (int) m->n_waiting_named_signals;
+				fx->wait_named_signals = palloc(sizeof(char *) * Max(m->n_waiting_named_signals, 1));
+				for (size_t i = 0; i < m->n_waiting_named_signals; i++)
+					fx->wait_named_signals[i] = attempt_text(m->waiting_named_signals[i],
+															 strlen(m->waiting_named_signals[i]));
+				return true;
+			}
+		case MSG_ERROR:
+			{
+				Wire__ErrorMessage *m =
+					DECODE(Wire__ErrorMessage, wire__error_message__unpack, body, len, msg_type);
+				int64		delay = -1;
+				StringInfoData related;
+
+				initStringInfo(&related);
+				if (m->opt_next_retry_delay_case == WIRE__ERROR_MESSAGE__OPT_NEXT_RETRY_DELAY_NEXT_RETRY_DELAY)
+					delay = (int64) Min(m->next_retry_delay, (uint64) PG_INT32_MAX);
+				if (m->opt_related_command_index_case ==
+					WIRE__ERROR_MESSAGE__OPT_RELATED_COMMAND_INDEX_RELATED_COMMAND_INDEX)
+					appendStringInfo(&related, " (command %u", m->related_command_index);
+				if (related.len > 0 &&
+					m->opt_related_command_name_case ==
+					WIRE__ERROR_MESSAGE__OPT_RELATED_COMMAND_NAME_RELATED_COMMAND_NAME &&
+					m->related_command_name[0] != '\0')
+					appendStringInfo(&related, " \"%s\"", m->related_command_name);
+				if (related.len > 0)
+					appendStringInfoChar(&related, ')');
+				set_failure(fx, (int) Min(m->code, (uint32) PG_INT32_MAX), delay, "%s%s",
+							m->message ? m->message : "", related.data);
+				return true;
+			}
+		case MSG_END:
+			fx->end = ATTEMPT_END_COMPLETED;
+			return true;
+		default:
+			protocol_violation("service sent unexpected message type 0x%04X (%s)",
+							   msg_type, protocol_message_name(msg_type));
+	}
+	return false;				/* keep compiler quiet */
 }
 
 static char *
@@ -335,318 +905,33 @@ printable(const char *data, size_t len)
 	return s.data;
 }
 
-static AttemptOutcome
-fail(Attempt *a, int code, int64 retry_delay_ms, const char *fmt,...)
-	pg_attribute_printf(4, 5);
-
-static AttemptOutcome
-fail(Attempt *a, int code, int64 retry_delay_ms, const char *fmt,...)
-{
-	StringInfoData msg;
-
-	initStringInfo(&msg);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&msg, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&msg, needed);
-	}
-	store_attempt_failed(a->invocation_id, code, msg.data, retry_delay_ms, false);
-	return ATTEMPT_FAILED;
-}
-
-/* Why a transfer ended without a terminal message. */
-static AttemptOutcome
-fail_transport(Attempt *a)
+void
+attempt_decode_response(Attempt *a, AttemptEffects *fx)
 {
 	HttpTransfer *t = &a->transfer;
-
-	if (t->frame_too_large)
-		return fail(a, 413, -1,
-					"service sent a message of %u bytes, more than durable.max_message_size (%d bytes)",
-					t->too_large_length, durable_max_message_size);
-	if (t->response_too_large)
-		return fail(a, 413, -1,
-					"service sent more than %zu bytes in one response",
-					(size_t) t->response.len);
-	if (t->result == CURLE_OPERATION_TIMEDOUT)
-		return fail(a, 504, -1, "attempt timed out: %s",
-					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-	if (t->result != CURLE_OK)
-		return fail(a, 503, -1, "could not reach service at %s: %s", a->url,
-					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-	if (t->response.len > (int) t->scan_offset)
-		return fail(a, 571, -1,
-					"service stream ended in the middle of a message (%d bytes left over)",
-					t->response.len - (int) t->scan_offset);
-	return fail(a, 571, -1, "service stream ended without End, Suspension or Error");
-}
-
-/*
- * Applies one message.  Returns true when the message ended the attempt
- * (outcome set), false to go on with the next one.
- */
-static bool
-apply_message(Attempt *a, uint16 msg_type, const uint8 *body, uint32 len,
-			  AttemptOutcome *outcome)
-{
-	char	   *name;
-	int			completion_id;
-
-	if (MSG_IS_COMMAND(msg_type))
-	{
-		if (!scan_command_fields(body, len, &name, &completion_id))
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("service sent a malformed %s command",
-							protocol_message_name(msg_type))));
-
-		switch (msg_type)
-		{
-			case MSG_OUTPUT_COMMAND:
-				{
-					Wire__OutputCommandMessage *m =
-						DECODE(Wire__OutputCommandMessage,
-							   wire__output_command_message__unpack, body, len);
-
-					if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_FAILURE &&
-						m->failure != NULL)
-					{
-						a->output_failed = true;
-						a->output_failure_code = m->failure->code;
-						a->output_failure_message = pstrdup(m->failure->message ? m->failure->message : "");
-					}
-					else if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_VALUE &&
-							 m->value != NULL)
-					{
-						a->output = palloc(Max(m->value->content.len, 1));
-						memcpy(a->output, m->value->content.data, m->value->content.len);
-						a->output_len = m->value->content.len;
-					}
-					break;
-				}
-			case MSG_SET_STATE_COMMAND:
-				{
-					Wire__SetStateCommandMessage *m =
-						DECODE(Wire__SetStateCommandMessage,
-							   wire__set_state_command_message__unpack, body, len);
-
-					store_set_state(a, m->key.data, m->key.len,
-									m->value ? m->value->content.data : NULL,
-									m->value ? m->value->content.len : 0);
-					break;
-				}
-			case MSG_CLEAR_STATE_COMMAND:
-				{
-					Wire__ClearStateCommandMessage *m =
-						DECODE(Wire__ClearStateCommandMessage,
-							   wire__clear_state_command_message__unpack, body, len);
-
-					store_clear_state(a, m->key.data, m->key.len);
-					break;
-				}
-			case MSG_CLEAR_ALL_STATE_COMMAND:
-				store_clear_all_state(a);
-				break;
-			case MSG_GET_EAGER_STATE_COMMAND:
-			case MSG_GET_EAGER_STATE_KEYS_COMMAND:
-			case MSG_RUN_COMMAND:
-				break;
-			case MSG_GET_LAZY_STATE_COMMAND:
-			case MSG_GET_LAZY_STATE_KEYS_COMMAND:
-			case MSG_SLEEP_COMMAND:
-				/* handled after the command is journaled, below */
-				break;
-			default:
-				if (!MSG_IS_CUSTOM(msg_type))
-					ereport(ERROR,
-							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-							 errmsg("the %s command (0x%04X) is not supported by durable yet",
-									protocol_message_name(msg_type), msg_type)));
-				break;
-		}
-
-		store_append_entry(a->invocation_id, msg_type, name, completion_id, 0, NULL,
-							body, len);
-
-		/* Commands the runtime answers right away. */
-		if (msg_type == MSG_GET_LAZY_STATE_COMMAND)
-		{
-			Wire__GetLazyStateCommandMessage *m =
-				DECODE(Wire__GetLazyStateCommandMessage,
-					   wire__get_lazy_state_command_message__unpack, body, len);
-			Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
-			Wire__Void v = WIRE__VOID__INIT;
-			Wire__Value value = WIRE__VALUE__INIT;
-			StringInfoData buf;
-
-			initStringInfo(&buf);
-			n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
-			n.completion_id = m->result_completion_id;
-			if (store_get_state(a, m->key.data, m->key.len, &buf))
-			{
-				value.content.data = (uint8 *) buf.data;
-				value.content.len = buf.len;
-				n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
-				n.value = &value;
-			}
-			else
-			{
-				n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
-				n.void_ = &v;
-			}
-			append_notification(a, MSG_GET_LAZY_STATE_COMPLETION, &n);
-		}
-		else if (msg_type == MSG_GET_LAZY_STATE_KEYS_COMMAND)
-		{
-			Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
-			Wire__StateKeys keys = WIRE__STATE_KEYS__INIT;
-			List	   *names = store_state_keys(a);
-			ListCell   *lc;
-			int			i = 0;
-
-			keys.n_keys = list_length(names);
-			keys.keys = palloc(sizeof(ProtobufCBinaryData) * Max(keys.n_keys, 1));
-			foreach(lc, names)
-			{
-				keys.keys[i].data = (uint8 *) lfirst(lc);
-				keys.keys[i].len = strlen(lfirst(lc));
-				i++;
-			}
-			n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
-			n.completion_id = completion_id;
-			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_STATE_KEYS;
-			n.state_keys = &keys;
-			append_notification(a, MSG_GET_LAZY_STATE_KEYS_COMPLETION, &n);
-		}
-		else if (msg_type == MSG_SLEEP_COMMAND)
-		{
-			Wire__SleepCommandMessage *m =
-				DECODE(Wire__SleepCommandMessage,
-					   wire__sleep_command_message__unpack, body, len);
-			TimestampTz wake_at;
-
-			/* Unix epoch milliseconds to PostgreSQL's 2000-based microseconds. */
-			wake_at = (TimestampTz) m->wake_up_time * 1000 -
-				(TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
-			store_add_timer(a->invocation_id, m->result_completion_id, wake_at);
-		}
-		return false;
-	}
-
-	switch (msg_type)
-	{
-		case MSG_PROPOSE_RUN_COMPLETION:
-			{
-				Wire__ProposeRunCompletionMessage *m =
-					DECODE(Wire__ProposeRunCompletionMessage,
-						   wire__propose_run_completion_message__unpack, body, len);
-				Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
-				Wire__Value value = WIRE__VALUE__INIT;
-
-				n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
-				n.completion_id = m->result_completion_id;
-				if (m->result_case == WIRE__PROPOSE_RUN_COMPLETION_MESSAGE__RESULT_FAILURE)
-				{
-					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
-					n.failure = m->failure;
-				}
-				else if (m->result_case == WIRE__PROPOSE_RUN_COMPLETION_MESSAGE__RESULT_VALUE)
-				{
-					value.content = m->value;
-					n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
-					n.value = &value;
-				}
-				else
-					ereport(ERROR,
-							(errcode(ERRCODE_PROTOCOL_VIOLATION),
-							 errmsg("service proposed a run completion without a result")));
-				append_notification(a, MSG_RUN_COMPLETION, &n);
-				return false;
-			}
-		case MSG_SUSPENSION:
-			{
-				Wire__SuspensionMessage *m =
-					DECODE(Wire__SuspensionMessage,
-						   wire__suspension_message__unpack, body, len);
-
-				if (m->n_waiting_completions + m->n_waiting_signals +
-					m->n_waiting_named_signals == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_PROTOCOL_VIOLATION),
-							 errmsg("service suspended without waiting for anything")));
-				*outcome = store_suspend(a->invocation_id,
-										 (int) m->n_waiting_completions, m->waiting_completions,
-										 (int) m->n_waiting_signals, m->waiting_signals,
-										 (int) m->n_waiting_named_signals, m->waiting_named_signals)
-					? ATTEMPT_RESUMABLE : ATTEMPT_SUSPENDED;
-				return true;
-			}
-		case MSG_ERROR:
-			{
-				Wire__ErrorMessage *m =
-					DECODE(Wire__ErrorMessage, wire__error_message__unpack, body, len);
-				int64		delay = -1;
-				StringInfoData related;
-
-				initStringInfo(&related);
-				if (m->opt_next_retry_delay_case == WIRE__ERROR_MESSAGE__OPT_NEXT_RETRY_DELAY_NEXT_RETRY_DELAY)
-					delay = (int64) Min(m->next_retry_delay, (uint64) PG_INT32_MAX);
-				if (m->opt_related_command_index_case ==
-					WIRE__ERROR_MESSAGE__OPT_RELATED_COMMAND_INDEX_RELATED_COMMAND_INDEX)
-					appendStringInfo(&related, " (command %u", m->related_command_index);
-				if (related.len > 0 &&
-					m->opt_related_command_name_case ==
-					WIRE__ERROR_MESSAGE__OPT_RELATED_COMMAND_NAME_RELATED_COMMAND_NAME &&
-					m->related_command_name[0] != '\0')
-					appendStringInfo(&related, " \"%s\"", m->related_command_name);
-				if (related.len > 0)
-					appendStringInfoChar(&related, ')');
-				*outcome = fail(a, (int) m->code, delay, "%s%s",
-								m->message ? m->message : "", related.data);
-				return true;
-			}
-		case MSG_END:
-			if (a->output_failed)
-				store_complete(a->invocation_id, NULL, 0, true,
-							   (int) a->output_failure_code, a->output_failure_message);
-			else
-				store_complete(a->invocation_id, a->output, a->output_len, false, 0, NULL);
-			*outcome = ATTEMPT_COMPLETED;
-			return true;
-		default:
-			ereport(ERROR,
-					(errcode(ERRCODE_PROTOCOL_VIOLATION),
-					 errmsg("service sent unexpected message type 0x%04X (%s)",
-							msg_type, protocol_message_name(msg_type))));
-	}
-	return false;				/* keep compiler quiet */
-}
-
-AttemptOutcome
-attempt_apply_response(Attempt *a)
-{
-	HttpTransfer *t = &a->transfer;
-	AttemptOutcome outcome = ATTEMPT_FAILED;
+	DecodeState st = {0};
 	size_t		offset = 0;
+	ListCell   *lc;
 
-	if (a->uri == NULL)
-		return fail(a, 404, -1, "service \"%s\" is no longer registered", a->service_name);
-	Assert(a->started && t->finished);
+	memset(fx, 0, sizeof(AttemptEffects));
+	fx->retry_delay_ms = -1;
+
+	if (!a->started)
+	{
+		set_failure(fx, FAILURE_UNREACHABLE, -1, "could not start the HTTP request: %s",
+					t->errbuf);
+		return;
+	}
 	Assert(t->scan_offset <= (size_t) t->response.len);
 
 	if (!t->status_ok)
 	{
 		if (t->status == 0)
-			return fail_transport(a);
-		return fail(a, (int) t->status, -1, "service answered HTTP %ld: %s", t->status,
-					printable(t->response.data, t->response.len));
+			set_transport_failure(a, fx);
+		else
+			set_failure(fx, (int) Min(t->status, 599L), -1, "service answered HTTP %ld: %s",
+						t->status, printable(t->response.data, t->response.len));
+		return;
 	}
 
 	/* A response in another format cannot be trusted to mean anything. */
@@ -656,8 +941,26 @@ attempt_apply_response(Attempt *a)
 		curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &ct);
 		if (ct == NULL || pg_strncasecmp(ct, a->expected_content_type,
 										 strlen(a->expected_content_type)) != 0)
-			return fail(a, 571, -1, "service answered with content-type \"%s\", expected \"%s\"",
+		{
+			set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
+						"service answered with content-type \"%s\", expected \"%s\"",
 						ct ? printable(ct, strlen(ct)) : "", a->expected_content_type);
+			return;
+		}
+	}
+
+	/* The state the handler started with, for lazy reads. */
+	st.output_seen = a->output_journaled;
+	foreach(lc, a->state_entries)
+	{
+		Wire__StartMessage__StateEntry *e = lfirst(lc);
+		StateWrite *s = palloc0(sizeof(StateWrite));
+
+		s->kind = STATE_WRITE_SET;
+		s->key = pnstrdup((const char *) e->key.data, e->key.len);
+		s->value = e->value.data;
+		s->len = e->value.len;
+		st.state = lappend(st.state, s);
 	}
 
 	while (offset < t->scan_offset)
@@ -669,10 +972,10 @@ attempt_apply_response(Attempt *a)
 
 		frame_header_read(frame, &type, &flags, &len);
 		offset += PROTOCOL_FRAME_HEADER_SIZE + len;
-		if (apply_message(a, type, frame + PROTOCOL_FRAME_HEADER_SIZE, len, &outcome))
-			return outcome;
+		if (decode_message(a, &st, fx, type, frame + PROTOCOL_FRAME_HEADER_SIZE, len))
+			return;
 	}
 
-	/* Complete messages were applied; the stream still broke. */
-	return fail_transport(a);
+	/* Complete messages were decoded; the stream still broke. */
+	set_transport_failure(a, fx);
 }

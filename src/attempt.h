@@ -1,8 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * attempt.h
- *	  One attempt of an invocation: the request we send (StartMessage plus
- *	  the whole journal) and what we make of the service's answer.
+ *	  The protocol session of one attempt: the request we send (StartMessage
+ *	  plus the whole journal) and the decoding of the service's answer into
+ *	  a list of effects.
+ *
+ * This module only speaks the protocol.  It never reads or writes tables:
+ * lifecycle.c decides what the effects mean for the invocation's status and
+ * journal_store.c stores them.
  *
  * IDENTIFICATION
  *	  src/attempt.h
@@ -17,10 +22,21 @@
 #include "lib/ilist.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
+#include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
 #include "http_client.h"
 #include "invocation_id.h"
+
+/* The retry policy in force for an invocation, read when it is claimed. */
+typedef struct RetryPolicy
+{
+	int64		initial_interval_ms;
+	int64		max_interval_ms;
+	double		factor;
+	int			max_attempts;	/* 0: retry forever */
+	bool		kill_on_max;	/* else pause */
+} RetryPolicy;
 
 typedef struct Attempt
 {
@@ -34,7 +50,7 @@ typedef struct Attempt
 	char	   *handler_name;
 	char	   *service_key;	/* NULL for plain services */
 	char	   *uri;			/* NULL if the service is gone */
-	char	   *deployment_headers;	/* JSON object text */
+	char	   *deployment_headers; /* "name: value" lines */
 	char	   *http_version;
 	int			protocol_version;
 	uint64		random_seed;
@@ -42,6 +58,7 @@ typedef struct Attempt
 	int64		ms_since_last_stored_entry;
 	long		inactivity_timeout_ms;
 	long		abort_timeout_ms;
+	RetryPolicy retry;
 	char	   *url;
 	struct curl_slist *request_headers;
 
@@ -50,6 +67,15 @@ typedef struct Attempt
 	StringInfoData journal_bytes;
 	int			known_entries;
 
+	/*
+	 * What the journal holds, for checking the service's answer against it:
+	 * every completion id a command of the journal waits for or a
+	 * notification carries (CompletionSeen), and whether the Output command
+	 * is already there.
+	 */
+	HTAB	   *completions;
+	bool		output_journaled;
+
 	/* Request body: Start + known entries */
 	StringInfoData request;
 
@@ -57,23 +83,88 @@ typedef struct Attempt
 
 	HttpTransfer transfer;
 	bool		started;
-
-	/* Collected while applying the response */
-	bool		output_failed;
-	uint8	   *output;
-	size_t		output_len;
-	uint32		output_failure_code;
-	char	   *output_failure_message;
 } Attempt;
 
-/* What an attempt ended with, once its response has been applied. */
-typedef enum AttemptOutcome
+typedef struct CompletionSeen
 {
-	ATTEMPT_COMPLETED,
-	ATTEMPT_SUSPENDED,
-	ATTEMPT_RESUMABLE,			/* suspended, but already resumable */
-	ATTEMPT_FAILED
-} AttemptOutcome;
+	uint32		completion_id;	/* hash key */
+	bool		is_run;			/* a Run command waits for it */
+	bool		completed;		/* its notification is journaled */
+} CompletionSeen;
+
+/* One journal entry the response adds. */
+typedef struct NewEntry
+{
+	uint16		type;
+	char	   *name;			/* valid UTF-8 or NULL */
+	uint32		completion_id;	/* 0: none */
+	uint32		signal_id;		/* 0: none */
+	char	   *signal_name;	/* valid UTF-8 or NULL */
+	const uint8 *raw;
+	size_t		len;
+} NewEntry;
+
+typedef enum StateWriteKind
+{
+	STATE_WRITE_SET,
+	STATE_WRITE_CLEAR,
+	STATE_WRITE_CLEAR_ALL
+} StateWriteKind;
+
+typedef struct StateWrite
+{
+	StateWriteKind kind;
+	char	   *key;			/* valid text; NULL for CLEAR_ALL */
+	const uint8 *value;
+	size_t		len;
+} StateWrite;
+
+typedef struct NewTimer
+{
+	uint32		completion_id;
+	TimestampTz wake_at;		/* DT_NOEND: never */
+} NewTimer;
+
+/* How the attempt ended. */
+typedef enum AttemptEnd
+{
+	ATTEMPT_END_COMPLETED,		/* Output + End */
+	ATTEMPT_END_SUSPENDED,		/* Suspension */
+	ATTEMPT_END_FAILED			/* Error, transport failure, bad stream */
+} AttemptEnd;
+
+/*
+ * Everything a response means, in the order it must be stored: journal
+ * entries, state writes and timers, then how the attempt ended.
+ */
+typedef struct AttemptEffects
+{
+	List	   *entries;		/* of NewEntry * */
+	List	   *state_writes;	/* of StateWrite * */
+	List	   *timers;			/* of NewTimer * */
+
+	AttemptEnd	end;
+
+	/* ATTEMPT_END_COMPLETED */
+	bool		output_failed;
+	const uint8 *output;		/* NULL: no value */
+	size_t		output_len;
+	int			output_failure_code;
+	char	   *output_failure_message;
+
+	/* ATTEMPT_END_SUSPENDED: what it waits for */
+	int			n_wait_completions;
+	uint32	   *wait_completions;
+	int			n_wait_signals;
+	uint32	   *wait_signals;
+	int			n_wait_named_signals;
+	char	  **wait_named_signals;
+
+	/* ATTEMPT_END_FAILED */
+	int			failure_code;
+	char	   *failure_message;
+	int64		retry_delay_ms; /* the service's next_retry_delay, -1: none */
+} AttemptEffects;
 
 extern Attempt *attempt_create(MemoryContext parent);
 extern void attempt_destroy(Attempt *a);
@@ -85,10 +176,14 @@ extern void attempt_prepare_request(Attempt *a);
 extern void attempt_start(Attempt *a);
 
 /*
- * Applies a finished attempt's response to the store (inside the caller's
- * transaction).  Errors are raised with ereport; the caller turns them into
- * a failed attempt.
+ * Decodes a finished attempt's whole response into effects (allocated in
+ * the current memory context).  A response that breaks the protocol raises
+ * an error (ERRCODE_PROTOCOL_VIOLATION, or ERRCODE_FEATURE_NOT_SUPPORTED
+ * for commands durable does not implement yet): none of it may be stored.
  */
-extern AttemptOutcome attempt_apply_response(Attempt *a);
+extern void attempt_decode_response(Attempt *a, AttemptEffects *fx);
+
+/* Text from a service made safe for a text column (invalid UTF-8 escaped). */
+extern char *attempt_text(const char *data, size_t len);
 
 #endif							/* DURABLE_ATTEMPT_H */

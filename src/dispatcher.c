@@ -7,16 +7,23 @@
  * Each dispatcher runs a single event loop.  One iteration:
  *
  *	1. collect the attempts whose HTTP transfer finished;
- *	2. in ONE short transaction: apply every finished attempt (each in its
- *	   own subtransaction, so one bad response cannot undo the others),
- *	   journal due timers, claim new runnable invocations and load their
- *	   journals;
+ *	2. in ONE short transaction (lifecycle.c does the work, one
+ *	   subtransaction per invocation): apply every finished attempt, journal
+ *	   due timers, release running invocations of this slot that have no
+ *	   live attempt, claim new runnable invocations and load their journals;
  *	3. after commit, start the HTTP requests of the claimed attempts;
- *	4. sleep on the latch, postmaster death and libcurl's sockets/timers.
+ *	4. sleep on the latch, postmaster death and libcurl's sockets/timers,
+ *	   at most a second.
  *
  * Because requests are only started after the claim (and every journal
  * entry they carry) has committed, nothing is sent to a service before it
  * is durable, and no transaction is ever open during network I/O.
+ *
+ * The loop never dies of an error in its transaction: the error is logged,
+ * the transaction rolled back, and the invocations it was handling are
+ * found again, still running and without a live attempt, a second later.
+ * The bounded sleep also picks up what no wake-up announced: a COMMIT
+ * PREPARED of a transaction that sent, rows restored from a dump.
  *
  * IDENTIFICATION
  *	  src/dispatcher.c
@@ -26,6 +33,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -43,141 +51,58 @@
 #include "durable.h"
 #include "http_client.h"
 #include "journal_store.h"
-#include "protocol.h"
-#include "protocol.pb-c.h"
+#include "lifecycle.h"
 #include "shared_state.h"
 
-/* Poll for CREATE EXTENSION this often even if nobody wakes us. */
-#define EXTENSION_POLL_MS	10000
+/* Longest sleep without a look at the tables. */
+#define MAX_WAIT_MS			1000
+
+/* How often a dispatcher looks for a missing durable.database. */
+#define DATABASE_POLL_MS	10000
+
+/* After a failed cycle, wait this long before the next one. */
+#define ERROR_BACKOFF_MS	1000
 
 static int	my_slot;
-static bool recovered = false;
-static bool extension_ready = false;
+static Oid	extension_oid = InvalidOid;
+static bool released_once = false;
 static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
-/* Claimed attempts that cannot be sent (their service is gone). */
-static dlist_head unsent = DLIST_STATIC_INIT(unsent);
+/* Claimed attempts whose request could not be started: failed next cycle. */
+static dlist_head unstarted = DLIST_STATIC_INIT(unstarted);
 static int	n_in_flight = 0;
 static TimestampTz next_wakeup = 0;
+static TimestampTz last_cycle = 0;
 static MemoryContext attempts_cxt;
 
-/* Maps an error raised while applying a response to a failure code. */
-static int
-failure_code_for(int sqlerrcode)
+/* Ids of the attempts in flight that are not in finished. */
+static List *
+live_attempt_ids(List *finished)
 {
-	if (sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
-		return 501;
-	if (sqlerrcode == ERRCODE_PROTOCOL_VIOLATION)
-		return 571;
-	return 500;
+	List	   *ids = NIL;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &in_flight)
+	{
+		Attempt    *a = dlist_container(Attempt, node, iter.cur);
+
+		if (!list_member_ptr(finished, a))
+			ids = lappend(ids, a->invocation_id);
+	}
+	return ids;
 }
 
 /*
- * Runs fn(arg) in a subtransaction.  Returns NULL on success, else the
- * error it raised (which has been rolled back).
- */
-static ErrorData *
-in_subtransaction(void (*fn) (void *), void *arg)
-{
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		fn(arg);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-	return edata;
-}
-
-typedef struct ApplyArgs
-{
-	Attempt    *attempt;
-	AttemptOutcome outcome;
-	int			code;
-	const char *message;
-} ApplyArgs;
-
-static void
-apply_response_fn(void *arg)
-{
-	ApplyArgs  *args = arg;
-
-	args->outcome = attempt_apply_response(args->attempt);
-}
-
-static void
-record_failure_fn(void *arg)
-{
-	ApplyArgs  *args = arg;
-
-	/* An unsupported command fails every retry the same way: pause at once. */
-	store_attempt_failed(args->attempt->invocation_id, args->code, args->message,
-						 -1, args->code == 501);
-}
-
-static AttemptOutcome
-apply_finished_attempt(Attempt *a)
-{
-	ApplyArgs	args = {a, ATTEMPT_FAILED, 0, NULL};
-	ErrorData  *edata = in_subtransaction(apply_response_fn, &args);
-
-	if (edata == NULL)
-		return args.outcome;
-
-	/* Everything this response did was rolled back; record the failure. */
-	args.code = failure_code_for(edata->sqlerrcode);
-	args.message = edata->message;
-	edata = in_subtransaction(record_failure_fn, &args);
-	if (edata != NULL)
-		ereport(WARNING,
-				(errmsg("durable: could not record failed attempt of %s: %s",
-						a->invocation_id, edata->message)));
-	return ATTEMPT_FAILED;
-}
-
-static void
-fire_timer_fn(void *arg)
-{
-	DueTimer   *t = arg;
-	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
-	Wire__Void v = WIRE__VOID__INIT;
-	size_t		len;
-	uint8	   *buf;
-
-	n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
-	n.completion_id = t->completion_id;
-	n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
-	n.void_ = &v;
-	len = protobuf_c_message_get_packed_size(&n.base);
-	buf = palloc(len);
-	protobuf_c_message_pack(&n.base, buf);
-	store_append_entry(t->invocation_id, MSG_SLEEP_COMPLETION, NULL,
-					   t->completion_id, 0, NULL, buf, len);
-}
-
-/*
- * One transaction: apply finished attempts, fire due timers, claim new
- * work.  Returns the claimed attempts, to be started after commit.
+ * One transaction: apply finished attempts, fire due timers, release lost
+ * attempts, claim new work.  Returns the claimed attempts, to be started
+ * after commit; completed_ids receives the ids of completed invocations.
  */
 static List *
-run_cycle(List *finished, bool *any_completed)
+run_cycle(List *finished, List **completed_ids)
 {
 	List	   *claimed = NIL;
 	ListCell   *lc;
 	int			capacity;
+	Oid			ext;
 	MemoryContext loop_cxt = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
@@ -186,50 +111,46 @@ run_cycle(List *finished, bool *any_completed)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "durable dispatcher: journaling");
 
-	extension_ready = store_extension_ready();
-	if (extension_ready)
+	ext = store_extension_oid();
+	if (ext != extension_oid)
 	{
-		if (!recovered)
-		{
-			int			n = store_recover(my_slot, durable_workers);
+		/* Dropped or created again: the kept plans name objects of the old one. */
+		store_forget_plans();
+		released_once = false;
+		extension_oid = ext;
+	}
 
-			if (n > 0)
-				ereport(LOG,
-						(errmsg("durable dispatcher %d: resuming %d interrupted invocation attempt(s)",
-								my_slot, n)));
-			recovered = true;
-		}
+	if (OidIsValid(ext))
+	{
+		int			n;
 
 		foreach(lc, finished)
 		{
-			if (apply_finished_attempt((Attempt *) lfirst(lc)) == ATTEMPT_COMPLETED)
-				*any_completed = true;
+			Attempt    *a = lfirst(lc);
+
+			if (lifecycle_finish_attempt(a, my_slot))
+				*completed_ids = lappend(*completed_ids, a->invocation_id);
 		}
 
-		foreach(lc, store_take_due_timers(1000))
-		{
-			ErrorData  *edata = in_subtransaction(fire_timer_fn, lfirst(lc));
+		lifecycle_fire_due_timers(1000);
 
-			if (edata != NULL)
-				ereport(WARNING,
-						(errmsg("durable: could not journal timer of %s: %s",
-								((DueTimer *) lfirst(lc))->invocation_id, edata->message)));
-		}
+		n = lifecycle_release_orphans(my_slot, durable_workers,
+									  live_attempt_ids(finished));
+		if (n > 0)
+			ereport(LOG,
+					(errmsg(released_once ?
+							"durable dispatcher %d: made %d running invocation(s) without a live attempt runnable again" :
+							"durable dispatcher %d: resuming %d interrupted invocation attempt(s)",
+							my_slot, n)));
+		released_once = true;
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
 		if (capacity > 0)
-		{
-			claimed = store_claim(my_slot, capacity, attempts_cxt, loop_cxt);
-			foreach(lc, claimed)
-			{
-				Attempt    *a = lfirst(lc);
-
-				if (a->uri != NULL)
-					attempt_prepare_request(a);
-			}
-		}
-		next_wakeup = store_next_wakeup();
+			claimed = lifecycle_claim(my_slot, capacity, attempts_cxt, loop_cxt);
+		next_wakeup = lifecycle_next_wakeup();
 	}
+	else
+		next_wakeup = 0;
 
 	SPI_finish();
 	PopActiveSnapshot();
@@ -240,22 +161,162 @@ run_cycle(List *finished, bool *any_completed)
 	return claimed;
 }
 
-/* Milliseconds until the next timed event, -1 for none. */
+/*
+ * run_cycle, but an error in it (a deadlock, an object dropped under us)
+ * is logged and rolled back instead of ending the process.
+ */
+static List *
+run_cycle_guarded(List *finished, List **completed_ids, bool *failed)
+{
+	MemoryContext loop_cxt = CurrentMemoryContext;
+	List	   *volatile claimed = NIL;
+
+	*failed = false;
+	PG_TRY();
+	{
+		claimed = run_cycle(finished, completed_ids);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(loop_cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		RESUME_INTERRUPTS();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("durable dispatcher %d: cycle failed: %s", my_slot, edata->message),
+				 errdetail("Its work was rolled back; unfinished attempts run again.")));
+		FreeErrorData(edata);
+		store_forget_plans();
+		claimed = NIL;
+		*completed_ids = NIL;
+		*failed = true;
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_END_TRY();
+	return claimed;
+}
+
+/* Starts an attempt's request; one that cannot start fails next cycle. */
+static void
+start_attempt(Attempt *a)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	n_in_flight++;
+	PG_TRY();
+	{
+		attempt_start(a);
+		dlist_push_tail(&in_flight, &a->node);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		a->transfer.finished = true;
+		a->transfer.result = CURLE_FAILED_INIT;
+		strlcpy(a->transfer.errbuf, edata->message, sizeof(a->transfer.errbuf));
+		FreeErrorData(edata);
+		dlist_push_tail(&unstarted, &a->node);
+	}
+	PG_END_TRY();
+}
+
+static void
+destroy_attempt(Attempt *a)
+{
+	dlist_delete(&a->node);
+	n_in_flight--;
+	Assert(n_in_flight >= 0);
+	attempt_destroy(a);
+}
+
+/* The extension is gone: its attempts have nowhere to go. */
+static void
+abandon_attempts(void)
+{
+	dlist_mutable_iter iter;
+
+	dlist_foreach_modify(iter, &in_flight)
+		destroy_attempt(dlist_container(Attempt, node, iter.cur));
+	dlist_foreach_modify(iter, &unstarted)
+		destroy_attempt(dlist_container(Attempt, node, iter.cur));
+}
+
+/* Milliseconds until the next timed event, at most MAX_WAIT_MS. */
 static long
 compute_timeout(void)
 {
-	long		timeout = -1;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz due = TimestampTzPlusMilliseconds(last_cycle, MAX_WAIT_MS);
 
-	if (!extension_ready)
-		return EXTENSION_POLL_MS;
-	if (next_wakeup != 0 && n_in_flight < durable_max_concurrent_invocations)
+	if (next_wakeup != 0 && next_wakeup < due &&
+		n_in_flight < durable_max_concurrent_invocations)
+		due = next_wakeup;
+	if (now >= due)
+		return 0;
+	return Min((long) TimestampDifferenceMilliseconds(now, due) + 1, MAX_WAIT_MS);
+}
+
+/*
+ * Connects to durable.database.  If it does not exist, connecting fails
+ * with FATAL and the postmaster restarts us: the next incarnation notices
+ * (the flag in shared memory is still set), reports it once, and waits
+ * for the database without a connection to it, looking every
+ * DATABASE_POLL_MS; once it exists it exits to be restarted and connect.
+ */
+static void
+connect_to_database(void)
+{
+	DispatcherStart *start = shared_state_dispatcher_start(my_slot);
+
+	if (start->connecting)
 	{
-		TimestampTz now = GetCurrentTimestamp();
+		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+		if (!start->reported_missing_database)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_DATABASE),
+					 errmsg("durable dispatcher %d: database \"%s\" does not exist",
+							my_slot, durable_database),
+					 errdetail("The dispatcher looks for it every %d seconds and starts once it exists.",
+							   DATABASE_POLL_MS / 1000),
+					 errhint("Create the database, or set durable.database to the database where CREATE EXTENSION durable was run, and restart the server.")));
+			start->reported_missing_database = true;
+		}
+		for (;;)
+		{
+			bool		exists;
 
-		timeout = (now >= next_wakeup) ? 0 :
-			(long) TimestampDifferenceMilliseconds(now, next_wakeup) + 1;
+			CHECK_FOR_INTERRUPTS();
+			StartTransactionCommand();
+			exists = OidIsValid(get_database_oid(durable_database, true));
+			CommitTransactionCommand();
+			if (exists)
+			{
+				start->connecting = false;
+				ereport(LOG,
+						(errmsg("durable dispatcher %d: database \"%s\" exists now, restarting",
+								my_slot, durable_database)));
+				proc_exit(1);
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 DATABASE_POLL_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
 	}
-	return timeout;
+
+	start->connecting = true;
+	BackgroundWorkerInitializeConnection(durable_database, NULL, 0);
+	start->connecting = false;
+	start->reported_missing_database = false;
 }
 
 void
@@ -270,13 +331,19 @@ dispatcher_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	BackgroundWorkerInitializeConnection(durable_database, NULL, 0);
+	connect_to_database();
 
+	/*
+	 * Name resolution must not depend on settings anyone else controls (ALTER
+	 * DATABASE / ROLE ... SET search_path): only PostgreSQL's catalog, and
+	 * every statement of ours qualifies durable's objects.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	/* Our short transactions must never be cancelled by user settings. */
 	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	/* The lifecycle functions rely on a fresh snapshot per statement. */
+	/* The state machine relies on a fresh snapshot per statement. */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
 
@@ -297,6 +364,7 @@ dispatcher_main(Datum main_arg)
 		List	   *finished = NIL;
 		HttpTransfer *t;
 		MemoryContext old;
+		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -310,53 +378,44 @@ dispatcher_main(Datum main_arg)
 
 		while ((t = http_client_next_finished()) != NULL)
 			finished = lappend(finished, t->owner);
-		while (!dlist_is_empty(&unsent))
+		while (!dlist_is_empty(&unstarted))
 		{
-			Attempt    *a = dlist_container(Attempt, node, dlist_pop_head_node(&unsent));
+			Attempt    *a = dlist_container(Attempt, node, dlist_pop_head_node(&unstarted));
 
 			dlist_push_tail(&in_flight, &a->node);
 			finished = lappend(finished, a);
 		}
 
-		if (next_wakeup != 0 && GetCurrentTimestamp() >= next_wakeup &&
-			n_in_flight < durable_max_concurrent_invocations)
+		now = GetCurrentTimestamp();
+		if (now >= TimestampTzPlusMilliseconds(last_cycle, MAX_WAIT_MS) ||
+			(next_wakeup != 0 && now >= next_wakeup &&
+			 n_in_flight < durable_max_concurrent_invocations))
 			need_cycle = true;
 
 		if (finished != NIL || need_cycle)
 		{
-			bool		any_completed = false;
-			List	   *claimed = run_cycle(finished, &any_completed);
+			List	   *completed_ids = NIL;
+			bool		failed;
+			List	   *claimed = run_cycle_guarded(finished, &completed_ids, &failed);
 			ListCell   *lc;
 
 			need_cycle = false;
-			if (any_completed)
-				shared_state_announce_completions();
+			last_cycle = GetCurrentTimestamp();
+			if (failed)
+				next_wakeup = TimestampTzPlusMilliseconds(last_cycle, ERROR_BACKOFF_MS);
 
+			foreach(lc, completed_ids)
+				shared_state_announce_completion((const char *) lfirst(lc));
 			foreach(lc, finished)
-			{
-				Attempt    *a = lfirst(lc);
+				destroy_attempt((Attempt *) lfirst(lc));
 
-				dlist_delete(&a->node);
-				n_in_flight--;
-				Assert(n_in_flight >= 0);
-				attempt_destroy(a);
-			}
+			if (!OidIsValid(extension_oid) && !failed)
+				abandon_attempts();
 
 			foreach(lc, claimed)
-			{
-				Attempt    *a = lfirst(lc);
-
-				n_in_flight++;
-				if (a->uri == NULL)
-				{
-					/* Service gone: no request; fail it in the next cycle. */
-					dlist_push_tail(&unsent, &a->node);
-					need_cycle = true;
-					continue;
-				}
-				attempt_start(a);
-				dlist_push_tail(&in_flight, &a->node);
-			}
+				start_attempt((Attempt *) lfirst(lc));
+			if (!dlist_is_empty(&unstarted))
+				need_cycle = true;
 		}
 		MemoryContextSwitchTo(old);
 

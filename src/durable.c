@@ -39,6 +39,7 @@ int			durable_inactivity_timeout_ms = 60000;
 int			durable_abort_timeout_ms = 600000;
 int			durable_discovery_timeout_ms = 10000;
 int			durable_max_message_size = 32 * 1024 * 1024;
+int			durable_max_journal_size = 256 * 1024 * 1024;
 char	   *durable_tls_ca_file = NULL;
 
 static const struct config_enum_entry retry_exhausted_options[] = {
@@ -134,6 +135,13 @@ define_settings(void)
 							NULL,
 							&durable_max_message_size,
 							32 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.max_journal_size",
+							gettext_noop("Largest journal a dispatcher sends to a service in one attempt."),
+							gettext_noop("An invocation whose journal grew larger is paused."),
+							&durable_max_journal_size,
+							256 * 1024 * 1024, 1024, 900 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 

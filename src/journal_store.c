@@ -1,13 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * journal_store.c
- *	  The dispatchers' access to durable's tables: claiming invocations,
- *	  loading and appending journals, state, timers and attempt outcomes.
+ *	  Storage of invocations, journals, state and timers for the runtime:
+ *	  each function runs one or a few prepared statements and decides
+ *	  nothing.
  *
- * Each statement is prepared once per process and kept (SPI_keepplan).
- * The lifecycle rules themselves live in the SQL functions of the
- * extension script (durable._claim, durable._append_entry, ...), so that
- * SQL-level features and the dispatchers share one implementation.
+ * Every statement is prepared once per process and kept for its life
+ * (SPI_keepplan); the dispatcher pins search_path to pg_catalog before the
+ * first one, so names resolve to durable's and PostgreSQL's objects only.
+ * Status names come from constants.h.  The rules about which status follows
+ * which live in lifecycle.c; the one rule expressed in SQL is the lock queue
+ * of virtual objects (the view durable._invocation_queue), because both the
+ * claim and the durable.invocations view must apply it identically.
  *
  * IDENTIFICATION
  *	  src/journal_store.c
@@ -16,13 +20,16 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "constants.h"
 #include "durable.h"
 #include "journal_store.h"
 #include "protocol.h"
@@ -31,35 +38,58 @@ typedef struct StoredQuery
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[10];
+	Oid			argtypes[17];
 	SPIPlanPtr	plan;
 } StoredQuery;
 
-static StoredQuery q_recover = {
-	"SELECT durable._recover($1, $2)", 2, {INT4OID, INT4OID}
-};
-static StoredQuery q_claim = {
-	"SELECT c.id, c.service_name, c.handler_name, c.service_key, c.uri, "
-	"(SELECT string_agg(e.key || ': ' || e.value, chr(10)) "
-	"        FROM jsonb_each_text(c.headers) e), "
-	"c.http_version, c.protocol_version, c.random_seed, "
-	"c.retry_count_since_last_stored_entry, c.ms_since_last_stored_entry, "
-	"c.inactivity_timeout_ms, c.abort_timeout_ms FROM durable._claim($1, $2) c",
-	2, {INT4OID, INT4OID}
-};
-static StoredQuery q_load_journal = {
-	"SELECT entry_type, raw FROM durable.journal_entry "
-	"WHERE invocation_id = $1 ORDER BY index",
+#define RUNNABLE "('" STATUS_READY "', '" STATUS_SCHEDULED "', '" STATUS_BACKING_OFF "')"
+
+static StoredQuery q_lock = {
+	"SELECT status, claimed_by, journal_size, retry_count_since_last_stored_entry, "
+	"waiting_completions, waiting_signals, waiting_named_signals "
+	"FROM durable.invocation WHERE id = $1 FOR UPDATE",
 	1, {TEXTOID}
 };
-static StoredQuery q_load_state = {
-	"SELECT key, value FROM durable.state_entry "
-	"WHERE service_name = $1 AND service_key = $2 ORDER BY key",
-	2, {TEXTOID, TEXTOID}
+static StoredQuery q_update = {
+	"UPDATE durable.invocation SET status = $2, "
+	"journal_size = journal_size + $3, "
+	"last_stored_entry_at = CASE WHEN $3 > 0 THEN clock_timestamp() "
+	"                            ELSE last_stored_entry_at END, "
+	"retry_count_since_last_stored_entry = CASE WHEN $4 < 0 "
+	"    THEN retry_count_since_last_stored_entry ELSE $4 END, "
+	"retry_count = retry_count + $5, "
+	"run_at = $6, "
+	"next_retry_at = CASE WHEN $2 = '" STATUS_BACKING_OFF "' THEN $6 END, "
+	"claimed_by = CASE WHEN $7 THEN claimed_by END, "
+	"waiting_completions = $8, waiting_signals = $9, waiting_named_signals = $10, "
+	"last_failure = coalesce($11, last_failure), "
+	"last_failure_error_code = CASE WHEN $11 IS NULL THEN last_failure_error_code "
+	"                               ELSE $12 END, "
+	"completion_result = CASE WHEN $13 THEN CASE WHEN $14 THEN 'failure' "
+	"                                            ELSE 'success' END END, "
+	"output = $15, completion_failure_code = $16, completion_failure = $17, "
+	"completed_at = CASE WHEN $13 THEN now() END, "
+	"modified_at = now() "
+	"WHERE id = $1",
+	17, {TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, BOOLOID,
+		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, BOOLOID,
+	BOOLOID, BYTEAOID, INT4OID, TEXTOID}
+};
+static StoredQuery q_note_appended = {
+	"UPDATE durable.invocation SET journal_size = journal_size + $2, "
+	"last_stored_entry_at = clock_timestamp(), "
+	"retry_count_since_last_stored_entry = 0, modified_at = now() "
+	"WHERE id = $1",
+	2, {TEXTOID, INT4OID}
 };
 static StoredQuery q_append = {
-	"SELECT durable._append_entry($1, $2, $3, $4, $5, $6, $7)",
-	7, {TEXTOID, INT4OID, TEXTOID, INT4OID, INT4OID, TEXTOID, BYTEAOID}
+	"INSERT INTO durable.journal_entry (invocation_id, index, entry_type, name, "
+	"completion_id, signal_id, signal_name, raw) "
+	"SELECT $1, $2 + u.ord - 1, u.t, u.n, u.c, u.s, u.sn, u.r "
+	"FROM unnest($3::int4[], $4::text[], $5::int4[], $6::int4[], $7::text[], $8::bytea[]) "
+	"WITH ORDINALITY AS u(t, n, c, s, sn, r, ord)",
+	8, {TEXTOID, INT4OID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, 1001 /* bytea[] */ }
 };
 static StoredQuery q_set_state = {
 	"INSERT INTO durable.state_entry (service_name, service_key, key, value) "
@@ -76,40 +106,108 @@ static StoredQuery q_clear_all_state = {
 	"DELETE FROM durable.state_entry WHERE service_name = $1 AND service_key = $2",
 	2, {TEXTOID, TEXTOID}
 };
-static StoredQuery q_get_state = {
-	"SELECT value FROM durable.state_entry "
-	"WHERE service_name = $1 AND service_key = $2 AND key = $3",
-	3, {TEXTOID, TEXTOID, TEXTOID}
-};
-static StoredQuery q_state_keys = {
-	"SELECT key FROM durable.state_entry "
-	"WHERE service_name = $1 AND service_key = $2 ORDER BY key",
-	2, {TEXTOID, TEXTOID}
-};
 static StoredQuery q_add_timer = {
 	"INSERT INTO durable.timer (invocation_id, completion_id, wake_at) "
 	"VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 	3, {TEXTOID, INT4OID, TIMESTAMPTZOID}
 };
-static StoredQuery q_suspend = {
-	"SELECT durable._suspend($1, $2, $3, $4)",
-	4, {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID}
+static StoredQuery q_delete_timers = {
+	"DELETE FROM durable.timer WHERE invocation_id = $1",
+	1, {TEXTOID}
 };
-static StoredQuery q_complete = {
-	"SELECT durable._complete($1, $2, $3, $4)",
-	4, {TEXTOID, BYTEAOID, INT4OID, TEXTOID}
+static StoredQuery q_has_notification = {
+	"SELECT EXISTS (SELECT 1 FROM durable.journal_entry j "
+	"WHERE j.invocation_id = $1 AND j.entry_type >= $5 AND j.entry_type < $6 "
+	"AND (j.completion_id = ANY ($2) OR j.signal_id = ANY ($3) "
+	"     OR j.signal_name = ANY ($4)))",
+	6, {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID}
 };
-static StoredQuery q_attempt_failed = {
-	"SELECT durable._attempt_failed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-	10, {TEXTOID, INT4OID, TEXTOID, INT8OID, INT8OID, INT8OID, FLOAT8OID,
-	INT4OID, TEXTOID, BOOLOID}
+static StoredQuery q_claim = {
+	"WITH picked AS ("
+	"  SELECT q.id FROM durable._invocation_queue q"
+	"   WHERE q.status IN " RUNNABLE " AND q.run_at <= now() AND NOT q.behind_lock"
+	"   ORDER BY q.run_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+	"), claimed AS ("
+	"  UPDATE durable.invocation i SET status = '" STATUS_RUNNING "', claimed_by = $1,"
+	"         running_at = now(), modified_at = now(), next_retry_at = NULL,"
+	"         pinned_deployment_id = coalesce(i.pinned_deployment_id,"
+	"             (SELECT s.deployment_id FROM durable.service s"
+	"               WHERE s.name = i.service_name))"
+	"    FROM picked p WHERE i.id = p.id"
+	"  RETURNING i.*"
+	") "
+	"SELECT c.id, c.service_name, c.handler_name, c.service_key, d.uri,"
+	"       (SELECT string_agg(e.key || ': ' || e.value, chr(10))"
+	"          FROM jsonb_each_text(d.headers) e),"
+	"       d.http_version, d.protocol_version, c.random_seed,"
+	"       c.retry_count_since_last_stored_entry,"
+	"       (extract(epoch FROM clock_timestamp() - c.last_stored_entry_at) * 1000)::bigint,"
+	"       coalesce(durable._option_ms(h.options, 'inactivityTimeout'),"
+	"                durable._option_ms(sv.options, 'inactivityTimeout')),"
+	"       coalesce(durable._option_ms(h.options, 'abortTimeout'),"
+	"                durable._option_ms(sv.options, 'abortTimeout')),"
+	"       coalesce(durable._option_ms(h.options, 'retryPolicyInitialInterval'),"
+	"                durable._option_ms(sv.options, 'retryPolicyInitialInterval')),"
+	"       coalesce(durable._option_ms(h.options, 'retryPolicyMaxInterval'),"
+	"                durable._option_ms(sv.options, 'retryPolicyMaxInterval')),"
+	"       coalesce(durable._option_factor(h.options, 'retryPolicyExponentiationFactor'),"
+	"                durable._option_factor(sv.options, 'retryPolicyExponentiationFactor')),"
+	"       coalesce(durable._option_count(h.options, 'retryPolicyMaxAttempts'),"
+	"                durable._option_count(sv.options, 'retryPolicyMaxAttempts')),"
+	"       lower(coalesce(h.options ->> 'retryPolicyOnMaxAttempts',"
+	"                      sv.options ->> 'retryPolicyOnMaxAttempts'))"
+	"  FROM claimed c"
+	"  LEFT JOIN durable.deployment d ON d.id = c.pinned_deployment_id"
+	"  LEFT JOIN durable.service sv ON sv.name = c.service_name"
+	"  LEFT JOIN durable.handler h ON h.service_name = c.service_name"
+	"                             AND h.name = c.handler_name",
+	2, {INT4OID, INT4OID}
+};
+static StoredQuery q_load_journal = {
+	"SELECT entry_type, raw FROM durable.journal_entry "
+	"WHERE invocation_id = $1 ORDER BY index",
+	1, {TEXTOID}
+};
+static StoredQuery q_load_state = {
+	"SELECT key, value FROM durable.state_entry "
+	"WHERE service_name = $1 AND service_key = $2 ORDER BY key",
+	2, {TEXTOID, TEXTOID}
+};
+static StoredQuery q_release_orphans = {
+	"UPDATE durable.invocation SET status = '" STATUS_READY "', run_at = now(),"
+	"       claimed_by = NULL, modified_at = now()"
+	" WHERE status = '" STATUS_RUNNING "'"
+	"   AND (claimed_by = $1"
+	"        OR ($1 = 0 AND (claimed_by IS NULL OR claimed_by >= $2)))"
+	"   AND id <> ALL ($3)",
+	3, {INT4OID, INT4OID, TEXTARRAYOID}
 };
 static StoredQuery q_due_timers = {
-	"SELECT invocation_id, completion_id FROM durable._take_due_timers($1)",
+	"SELECT invocation_id, completion_id FROM durable.timer "
+	"WHERE wake_at <= now() ORDER BY wake_at LIMIT $1 FOR UPDATE SKIP LOCKED",
 	1, {INT4OID}
 };
+static StoredQuery q_delete_timer = {
+	"DELETE FROM durable.timer WHERE invocation_id = $1 AND completion_id = $2",
+	2, {TEXTOID, INT4OID}
+};
+static StoredQuery q_postpone_timer = {
+	"UPDATE durable.timer SET wake_at = now() + $3 * interval '1 millisecond' "
+	"WHERE invocation_id = $1 AND completion_id = $2",
+	3, {TEXTOID, INT4OID, INT4OID}
+};
 static StoredQuery q_next_wakeup = {
-	"SELECT durable._next_wakeup()", 0, {}
+	"SELECT least((SELECT min(q.run_at) FROM durable._invocation_queue q"
+	"               WHERE q.status IN " RUNNABLE " AND NOT q.behind_lock),"
+	"             (SELECT min(t.wake_at) FROM durable.timer t))",
+	0, {}
+};
+
+static StoredQuery *all_queries[] = {
+	&q_lock, &q_update, &q_note_appended, &q_append, &q_set_state, &q_clear_state,
+	&q_clear_all_state, &q_add_timer, &q_delete_timers, &q_has_notification,
+	&q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
+	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_next_wakeup
 };
 
 static SPIPlanPtr
@@ -128,11 +226,22 @@ plan_for(StoredQuery *q)
 	return q->plan;
 }
 
+void
+store_forget_plans(void)
+{
+	for (size_t i = 0; i < lengthof(all_queries); i++)
+	{
+		if (all_queries[i]->plan != NULL)
+			SPI_freeplan(all_queries[i]->plan);
+		all_queries[i]->plan = NULL;
+	}
+}
+
 /*
  * Every statement runs with read_only = false: that makes SPI take a fresh
  * snapshot after a CommandCounterIncrement, so a read sees what earlier
- * statements of the same dispatcher transaction wrote (the journal
- * entries an attempt just appended, for instance).
+ * statements of the same dispatcher transaction wrote, and what other
+ * transactions committed since (the journal entry a timer just added).
  */
 static int
 run(StoredQuery *q, Datum *values, const char *nulls, long tcount)
@@ -163,19 +272,24 @@ bytea_datum(const uint8 *data, size_t len)
 	return PointerGetDatum(b);
 }
 
-/* State keys are strings in every SDK; refuse bytes that are not text. */
 static Datum
-state_key_datum(const uint8 *key, size_t keylen)
+int4_array_datum(int n, const uint32 *items)
 {
-	char	   *s = palloc(keylen + 1);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
 
-	memcpy(s, key, keylen);
-	s[keylen] = '\0';
-	if (strlen(s) != keylen || !pg_verifymbstr(s, keylen, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
-				 errmsg("state key is not valid text")));
-	return CStringGetTextDatum(s);
+	for (int i = 0; i < n; i++)
+		elems[i] = Int32GetDatum((int32) items[i]);
+	return PointerGetDatum(construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT));
+}
+
+static Datum
+text_array_datum(int n, char *const *items)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(items[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
 static char *
@@ -187,40 +301,296 @@ get_text(HeapTuple tuple, TupleDesc desc, int col)
 	return isnull ? NULL : TextDatumGetCString(d);
 }
 
-bool
-store_extension_ready(void)
+static ArrayType *
+get_array(HeapTuple tuple, TupleDesc desc, int col)
 {
-	return OidIsValid(get_extension_oid("durable", true));
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	return isnull ? NULL : DatumGetArrayTypePCopy(d);
 }
 
-int
-store_recover(int worker, int nworkers)
+Oid
+store_extension_oid(void)
 {
-	Datum		values[2] = {Int32GetDatum(worker), Int32GetDatum(nworkers)};
+	return get_extension_oid("durable", true);
+}
+
+InvocationRow
+store_lock_invocation(const char *invocation_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+	InvocationRow row = {0};
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	run(&q_lock, values, NULL, 1);
+	if (SPI_processed == 0)
+		return row;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	row.found = true;
+	row.status = get_text(tuple, desc, 1);
+	d = SPI_getbinval(tuple, desc, 2, &isnull);
+	row.claimed_by = isnull ? -1 : DatumGetInt32(d);
+	row.journal_size = DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
+	row.retry_count_since_last_stored_entry =
+		DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
+	row.waiting_completions = get_array(tuple, desc, 5);
+	row.waiting_signals = get_array(tuple, desc, 6);
+	row.waiting_named_signals = get_array(tuple, desc, 7);
+	return row;
+}
+
+void
+store_update_invocation(const char *invocation_id, const InvocationUpdate *u)
+{
+	Datum		values[17];
+	char		nulls[17];
+	bool		waits = u->n_wait_completions + u->n_wait_signals +
+		u->n_wait_named_signals > 0;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = CStringGetTextDatum(u->status);
+	values[2] = Int32GetDatum(u->appended);
+	values[3] = Int32GetDatum(u->retry_count_since_last_stored_entry);
+	values[4] = Int32GetDatum(u->failed_attempts);
+	values[5] = TimestampTzGetDatum(u->run_at);
+	nulls[5] = u->run_at != 0 ? ' ' : 'n';
+	values[6] = BoolGetDatum(u->keep_claim);
+	if (waits)
+	{
+		values[7] = int4_array_datum(u->n_wait_completions, u->wait_completions);
+		values[8] = int4_array_datum(u->n_wait_signals, u->wait_signals);
+		values[9] = text_array_datum(u->n_wait_named_signals, u->wait_named_signals);
+	}
+	else
+		nulls[7] = nulls[8] = nulls[9] = 'n';
+	values[10] = text_datum_or_null(u->last_failure, &nulls[10]);
+	values[11] = Int32GetDatum(u->last_failure_code);
+	values[12] = BoolGetDatum(u->completed);
+	values[13] = BoolGetDatum(u->completion_failed);
+	if (u->output != NULL)
+		values[14] = bytea_datum(u->output, u->output_len);
+	else
+		nulls[14] = 'n';
+	values[15] = Int32GetDatum(u->completion_failure_code);
+	nulls[15] = u->completion_failed ? ' ' : 'n';
+	values[16] = text_datum_or_null(u->completion_failed ? u->completion_failure : NULL,
+									&nulls[16]);
+	run(&q_update, values, nulls, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "invocation \"%s\" vanished while it was being updated", invocation_id);
+}
+
+void
+store_note_appended(const char *invocation_id, int appended)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = Int32GetDatum(appended);
+	run(&q_note_appended, values, NULL, 0);
+}
+
+void
+store_append_entries(const char *invocation_id, int first_index, List *entries)
+{
+	int			n = list_length(entries);
+	Datum	   *types;
+	Datum	   *names;
+	Datum	   *completions;
+	Datum	   *signals;
+	Datum	   *signal_names;
+	Datum	   *raws;
+	bool	   *name_nulls;
+	bool	   *completion_nulls;
+	bool	   *signal_nulls;
+	bool	   *signal_name_nulls;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	Datum		values[8];
+	int			i = 0;
+	ListCell   *lc;
+
+	if (n == 0)
+		return;
+	types = palloc(sizeof(Datum) * n);
+	names = palloc(sizeof(Datum) * n);
+	completions = palloc(sizeof(Datum) * n);
+	signals = palloc(sizeof(Datum) * n);
+	signal_names = palloc(sizeof(Datum) * n);
+	raws = palloc(sizeof(Datum) * n);
+	name_nulls = palloc(sizeof(bool) * n);
+	completion_nulls = palloc(sizeof(bool) * n);
+	signal_nulls = palloc(sizeof(bool) * n);
+	signal_name_nulls = palloc(sizeof(bool) * n);
+
+	foreach(lc, entries)
+	{
+		NewEntry   *e = lfirst(lc);
+
+		types[i] = Int32GetDatum((int32) e->type);
+		name_nulls[i] = (e->name == NULL || e->name[0] == '\0');
+		names[i] = name_nulls[i] ? (Datum) 0 : CStringGetTextDatum(e->name);
+		completion_nulls[i] = (e->completion_id == 0);
+		completions[i] = Int32GetDatum((int32) e->completion_id);
+		signal_nulls[i] = (e->signal_id == 0);
+		signals[i] = Int32GetDatum((int32) e->signal_id);
+		signal_name_nulls[i] = (e->signal_name == NULL);
+		signal_names[i] = signal_name_nulls[i] ? (Datum) 0 :
+			CStringGetTextDatum(e->signal_name);
+		raws[i] = bytea_datum(e->raw, e->len);
+		i++;
+	}
+
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = Int32GetDatum(first_index);
+	values[2] = PointerGetDatum(construct_array(types, n, INT4OID, 4, true, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(names, name_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_md_array(completions, completion_nulls, 1, dims,
+												   lbs, INT4OID, 4, true, TYPALIGN_INT));
+	values[5] = PointerGetDatum(construct_md_array(signals, signal_nulls, 1, dims, lbs,
+												   INT4OID, 4, true, TYPALIGN_INT));
+	values[6] = PointerGetDatum(construct_md_array(signal_names, signal_name_nulls, 1,
+												   dims, lbs, TEXTOID, -1, false,
+												   TYPALIGN_INT));
+	values[7] = PointerGetDatum(construct_array(raws, n, BYTEAOID, -1, false, TYPALIGN_INT));
+	run(&q_append, values, NULL, 0);
+}
+
+void
+store_write_state(const char *service, const char *key, List *writes)
+{
+	ListCell   *lc;
+
+	foreach(lc, writes)
+	{
+		StateWrite *w = lfirst(lc);
+		Datum		values[4];
+
+		values[0] = CStringGetTextDatum(service);
+		values[1] = CStringGetTextDatum(key);
+		switch (w->kind)
+		{
+			case STATE_WRITE_SET:
+				values[2] = CStringGetTextDatum(w->key);
+				values[3] = bytea_datum(w->value, w->len);
+				run(&q_set_state, values, NULL, 0);
+				break;
+			case STATE_WRITE_CLEAR:
+				values[2] = CStringGetTextDatum(w->key);
+				run(&q_clear_state, values, NULL, 0);
+				break;
+			case STATE_WRITE_CLEAR_ALL:
+				run(&q_clear_all_state, values, NULL, 0);
+				break;
+		}
+	}
+}
+
+void
+store_add_timers(const char *invocation_id, List *timers)
+{
+	ListCell   *lc;
+
+	foreach(lc, timers)
+	{
+		NewTimer   *t = lfirst(lc);
+		Datum		values[3];
+
+		values[0] = CStringGetTextDatum(invocation_id);
+		values[1] = Int32GetDatum((int32) t->completion_id);
+		values[2] = TimestampTzGetDatum(t->wake_at);
+		run(&q_add_timer, values, NULL, 0);
+	}
+}
+
+void
+store_delete_timers(const char *invocation_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+
+	run(&q_delete_timers, values, NULL, 0);
+}
+
+bool
+store_has_notification(const char *invocation_id,
+					   int ncompletions, const uint32 *completions,
+					   int nsignals, const uint32 *signals,
+					   int nnamed, char *const *named)
+{
+	Datum		values[6];
 	bool		isnull;
 
-	run(&q_recover, values, NULL, 1);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = int4_array_datum(ncompletions, completions);
+	values[2] = int4_array_datum(nsignals, signals);
+	values[3] = text_array_datum(nnamed, named);
+	values[4] = Int32GetDatum(MSG_FIRST_NOTIFICATION);
+	values[5] = Int32GetDatum(MSG_FIRST_CUSTOM);
+	run(&q_has_notification, values, NULL, 1);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-static void
-load_journal(Attempt *a)
+List *
+store_claim(int worker, int limit, MemoryContext attempt_parent,
+			MemoryContext list_cxt)
 {
-	Datum		values[1] = {CStringGetTextDatum(a->invocation_id)};
+	Datum		values[2] = {Int32GetDatum(worker), Int32GetDatum(limit)};
+	List	   *attempts = NIL;
 
-	run(&q_load_journal, values, NULL, 0);
+	run(&q_claim, values, NULL, 0);
+
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Attempt    *a = attempt_create(attempt_parent);
+		MemoryContext old = MemoryContextSwitchTo(a->cxt);
 		bool		isnull;
-		int32		type = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-		bytea	   *raw = DatumGetByteaPP(SPI_getbinval(tuple, desc, 2, &isnull));
+		Datum		d;
+		char	   *on_max;
 
-		attempt_add_journal_entry(a, (uint16) type, VARDATA_ANY(raw),
-								  VARSIZE_ANY_EXHDR(raw));
+		a->invocation_id = get_text(tuple, desc, 1);
+		a->service_name = get_text(tuple, desc, 2);
+		a->handler_name = get_text(tuple, desc, 3);
+		a->service_key = get_text(tuple, desc, 4);
+		a->uri = get_text(tuple, desc, 5);
+		a->deployment_headers = get_text(tuple, desc, 6);
+		a->http_version = get_text(tuple, desc, 7);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		a->protocol_version = isnull ? PROTOCOL_MAX_VERSION : DatumGetInt32(d);
+		a->random_seed = (uint64) DatumGetInt64(SPI_getbinval(tuple, desc, 9, &isnull));
+		a->retry_count_since_last_stored_entry =
+			DatumGetInt32(SPI_getbinval(tuple, desc, 10, &isnull));
+		d = SPI_getbinval(tuple, desc, 11, &isnull);
+		a->ms_since_last_stored_entry = isnull ? 0 : Max(0, DatumGetInt64(d));
+		d = SPI_getbinval(tuple, desc, 12, &isnull);
+		a->inactivity_timeout_ms = isnull ? durable_inactivity_timeout_ms : DatumGetInt64(d);
+		d = SPI_getbinval(tuple, desc, 13, &isnull);
+		a->abort_timeout_ms = isnull ? durable_abort_timeout_ms : DatumGetInt64(d);
+		d = SPI_getbinval(tuple, desc, 14, &isnull);
+		a->retry.initial_interval_ms = isnull ? durable_retry_initial_interval_ms : DatumGetInt64(d);
+		d = SPI_getbinval(tuple, desc, 15, &isnull);
+		a->retry.max_interval_ms = isnull ? durable_retry_max_interval_ms : DatumGetInt64(d);
+		d = SPI_getbinval(tuple, desc, 16, &isnull);
+		a->retry.factor = isnull ? durable_retry_exponentiation_factor : DatumGetFloat8(d);
+		d = SPI_getbinval(tuple, desc, 17, &isnull);
+		a->retry.max_attempts = isnull ? durable_retry_max_attempts : DatumGetInt32(d);
+		on_max = get_text(tuple, desc, 18);
+		a->retry.kill_on_max = on_max ? strcmp(on_max, "kill") == 0 :
+			durable_retry_on_max_attempts == RETRY_EXHAUSTED_KILL;
+		MemoryContextSwitchTo(list_cxt);
+		attempts = lappend(attempts, a);
+		MemoryContextSwitchTo(old);
 	}
+	return attempts;
 }
 
 static void
@@ -246,260 +616,74 @@ load_state(Attempt *a)
 	}
 }
 
-List *
-store_claim(int worker, int limit, MemoryContext attempt_parent,
-			MemoryContext list_cxt)
+/*
+ * Reads the journal through a cursor, a few entries at a time, so that a
+ * journal too large to send is refused before it has all been read.
+ */
+static void
+load_journal(Attempt *a, int64 max_bytes)
 {
-	Datum		values[2] = {Int32GetDatum(worker), Int32GetDatum(limit)};
-	SPITupleTable *claimed;
-	uint64		nclaimed;
-	List	   *attempts = NIL;
-	ListCell   *lc;
+	Datum		values[1] = {CStringGetTextDatum(a->invocation_id)};
+	Portal		portal;
+	int64		total = 0;
 
-	run(&q_claim, values, NULL, 0);
-	claimed = SPI_tuptable;
-	nclaimed = SPI_processed;
-
-	for (uint64 i = 0; i < nclaimed; i++)
+	portal = SPI_cursor_open(NULL, plan_for(&q_load_journal), values, NULL, false);
+	for (;;)
 	{
-		HeapTuple	tuple = claimed->vals[i];
-		TupleDesc	desc = claimed->tupdesc;
-		Attempt    *a = attempt_create(attempt_parent);
-		MemoryContext old = MemoryContextSwitchTo(a->cxt);
-		bool		isnull;
-		Datum		d;
-
-		a->invocation_id = get_text(tuple, desc, 1);
-		a->service_name = get_text(tuple, desc, 2);
-		a->handler_name = get_text(tuple, desc, 3);
-		a->service_key = get_text(tuple, desc, 4);
-		a->uri = get_text(tuple, desc, 5);
-		a->deployment_headers = get_text(tuple, desc, 6);
-		a->http_version = get_text(tuple, desc, 7);
-		d = SPI_getbinval(tuple, desc, 8, &isnull);
-		a->protocol_version = isnull ? PROTOCOL_MAX_VERSION : DatumGetInt32(d);
-		a->random_seed = (uint64) DatumGetInt64(SPI_getbinval(tuple, desc, 9, &isnull));
-		a->retry_count_since_last_stored_entry =
-			DatumGetInt32(SPI_getbinval(tuple, desc, 10, &isnull));
-		d = SPI_getbinval(tuple, desc, 11, &isnull);
-		a->ms_since_last_stored_entry = isnull ? 0 : Max(0, DatumGetInt64(d));
-		d = SPI_getbinval(tuple, desc, 12, &isnull);
-		a->inactivity_timeout_ms = isnull ? durable_inactivity_timeout_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 13, &isnull);
-		a->abort_timeout_ms = isnull ? durable_abort_timeout_ms : DatumGetInt64(d);
-		/* The list must outlive SPI_finish; the attempts live on their own. */
-		MemoryContextSwitchTo(list_cxt);
-		attempts = lappend(attempts, a);
-		MemoryContextSwitchTo(old);
-	}
-
-	/* Loading runs further queries, which replace SPI_tuptable. */
-	foreach(lc, attempts)
-	{
-		Attempt    *a = (Attempt *) lfirst(lc);
-
-		if (a->uri != NULL)
+		SPI_cursor_fetch(portal, true, 64);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
 		{
-			load_state(a);
-			load_journal(a);
+			HeapTuple	tuple = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			bool		isnull;
+			int32		type = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+			Datum		d = SPI_getbinval(tuple, desc, 2, &isnull);
+			int64		len = toast_raw_datum_size(d) - VARHDRSZ;
+			bytea	   *raw;
+
+			total += PROTOCOL_FRAME_HEADER_SIZE + len;
+			if (total > max_bytes)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("journal of " INT64_FORMAT " bytes (counted so far) exceeds durable.max_journal_size (" INT64_FORMAT " bytes)",
+								total, max_bytes)));
+			raw = DatumGetByteaPP(d);
+			attempt_add_journal_entry(a, (uint16) type, VARDATA_ANY(raw),
+									  VARSIZE_ANY_EXHDR(raw));
 		}
+		SPI_freetuptable(SPI_tuptable);
 	}
-	return attempts;
+	SPI_cursor_close(portal);
+}
+
+void
+store_load_attempt(Attempt *a, int64 max_bytes)
+{
+	load_state(a);
+	load_journal(a, max_bytes);
 }
 
 int
-store_append_entry(const char *invocation_id, uint16 type, const char *name,
-				   int completion_id, int signal_id, const char *signal_name,
-				   const uint8 *raw, size_t rawlen)
-{
-	Datum		values[7];
-	char		nulls[7] = "       ";
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(invocation_id);
-	values[1] = Int32GetDatum((int32) type);
-	values[2] = text_datum_or_null(name && name[0] ? name : NULL, &nulls[2]);
-	values[3] = Int32GetDatum(completion_id);
-	nulls[3] = completion_id > 0 ? ' ' : 'n';
-	values[4] = Int32GetDatum(signal_id);
-	nulls[4] = signal_id > 0 ? ' ' : 'n';
-	values[5] = text_datum_or_null(signal_name, &nulls[5]);
-	values[6] = bytea_datum(raw, rawlen);
-	run(&q_append, values, nulls, 1);
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-									   SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-static void
-require_key(Attempt *a)
-{
-	if (a->service_key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROTOCOL_VIOLATION),
-				 errmsg("service \"%s\" is not keyed and has no state",
-						a->service_name)));
-}
-
-void
-store_set_state(Attempt *a, const uint8 *key, size_t keylen,
-				const uint8 *value, size_t valuelen)
-{
-	Datum		values[4];
-
-	require_key(a);
-	values[0] = CStringGetTextDatum(a->service_name);
-	values[1] = CStringGetTextDatum(a->service_key);
-	values[2] = state_key_datum(key, keylen);
-	values[3] = bytea_datum(value, valuelen);
-	run(&q_set_state, values, NULL, 0);
-}
-
-void
-store_clear_state(Attempt *a, const uint8 *key, size_t keylen)
+store_release_orphans(int worker, int nworkers, List *live_ids)
 {
 	Datum		values[3];
+	Datum	   *ids = palloc(sizeof(Datum) * Max(list_length(live_ids), 1));
+	int			i = 0;
+	ListCell   *lc;
 
-	require_key(a);
-	values[0] = CStringGetTextDatum(a->service_name);
-	values[1] = CStringGetTextDatum(a->service_key);
-	values[2] = state_key_datum(key, keylen);
-	run(&q_clear_state, values, NULL, 0);
-}
-
-void
-store_clear_all_state(Attempt *a)
-{
-	Datum		values[2];
-
-	require_key(a);
-	values[0] = CStringGetTextDatum(a->service_name);
-	values[1] = CStringGetTextDatum(a->service_key);
-	run(&q_clear_all_state, values, NULL, 0);
-}
-
-bool
-store_get_state(Attempt *a, const uint8 *key, size_t keylen, StringInfo value)
-{
-	Datum		values[3];
-	bool		isnull;
-	bytea	   *b;
-
-	require_key(a);
-	values[0] = CStringGetTextDatum(a->service_name);
-	values[1] = CStringGetTextDatum(a->service_key);
-	values[2] = state_key_datum(key, keylen);
-	run(&q_get_state, values, NULL, 1);
-	if (SPI_processed == 0)
-		return false;
-	b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
-	appendBinaryStringInfo(value, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-	return true;
+	foreach(lc, live_ids)
+		ids[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	values[0] = Int32GetDatum(worker);
+	values[1] = Int32GetDatum(nworkers);
+	values[2] = PointerGetDatum(construct_array(ids, i, TEXTOID, -1, false, TYPALIGN_INT));
+	run(&q_release_orphans, values, NULL, 0);
+	return (int) SPI_processed;
 }
 
 List *
-store_state_keys(Attempt *a)
-{
-	Datum		values[2];
-	List	   *keys = NIL;
-
-	require_key(a);
-	values[0] = CStringGetTextDatum(a->service_name);
-	values[1] = CStringGetTextDatum(a->service_key);
-	run(&q_state_keys, values, NULL, 0);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		keys = lappend(keys, get_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	return keys;
-}
-
-void
-store_add_timer(const char *invocation_id, int completion_id, TimestampTz wake_at)
-{
-	Datum		values[3];
-
-	values[0] = CStringGetTextDatum(invocation_id);
-	values[1] = Int32GetDatum(completion_id);
-	values[2] = TimestampTzGetDatum(wake_at);
-	run(&q_add_timer, values, NULL, 0);
-}
-
-static Datum
-int4_array_datum(int n, uint32 *items)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-		elems[i] = Int32GetDatum((int32) items[i]);
-	return PointerGetDatum(construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT));
-}
-
-bool
-store_suspend(const char *invocation_id, int ncompletions, uint32 *completions,
-			  int nsignals, uint32 *signals, int nnamed, char **named)
-{
-	Datum		values[4];
-	Datum	   *names = palloc(sizeof(Datum) * Max(nnamed, 1));
-	bool		isnull;
-	char	   *status;
-
-	for (int i = 0; i < nnamed; i++)
-		names[i] = CStringGetTextDatum(named[i]);
-	values[0] = CStringGetTextDatum(invocation_id);
-	values[1] = int4_array_datum(ncompletions, completions);
-	values[2] = int4_array_datum(nsignals, signals);
-	values[3] = PointerGetDatum(construct_array(names, nnamed, TEXTOID, -1, false, TYPALIGN_INT));
-	run(&q_suspend, values, NULL, 1);
-	status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-	return strcmp(status, "ready") == 0;
-}
-
-void
-store_complete(const char *invocation_id, const uint8 *output, size_t outlen,
-			   bool failed, int failure_code, const char *failure_message)
-{
-	Datum		values[4];
-	char		nulls[4] = "    ";
-
-	values[0] = CStringGetTextDatum(invocation_id);
-	if (failed || output == NULL)
-		nulls[1] = 'n';
-	else
-		values[1] = bytea_datum(output, outlen);
-	values[2] = Int32GetDatum(failure_code);
-	nulls[2] = failed ? ' ' : 'n';
-	values[3] = text_datum_or_null(failed ? failure_message : NULL, &nulls[3]);
-	run(&q_complete, values, nulls, 0);
-}
-
-char *
-store_attempt_failed(const char *invocation_id, int code, const char *message,
-					 int64 retry_delay_ms, bool pause)
-{
-	Datum		values[10];
-	char		nulls[10] = "          ";
-	bool		isnull;
-	Datum		d;
-
-	values[0] = CStringGetTextDatum(invocation_id);
-	values[1] = Int32GetDatum(code);
-	values[2] = CStringGetTextDatum(message);
-	values[3] = Int64GetDatum(retry_delay_ms);
-	nulls[3] = retry_delay_ms >= 0 ? ' ' : 'n';
-	values[4] = Int64GetDatum((int64) durable_retry_initial_interval_ms);
-	values[5] = Int64GetDatum((int64) durable_retry_max_interval_ms);
-	values[6] = Float8GetDatum(durable_retry_exponentiation_factor);
-	values[7] = Int32GetDatum(durable_retry_max_attempts);
-	values[8] = CStringGetTextDatum(durable_retry_on_max_attempts == RETRY_EXHAUSTED_KILL
-									? "kill" : "pause");
-	values[9] = BoolGetDatum(pause);
-	run(&q_attempt_failed, values, nulls, 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-List *
-store_take_due_timers(int limit)
+store_due_timers(int limit)
 {
 	Datum		values[1] = {Int32GetDatum(limit)};
 	List	   *due = NIL;
@@ -511,11 +695,33 @@ store_take_due_timers(int limit)
 		bool		isnull;
 
 		t->invocation_id = get_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		t->completion_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 2, &isnull));
+		t->completion_id = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 2,
+																&isnull));
 		due = lappend(due, t);
 	}
 	return due;
+}
+
+void
+store_delete_timer(const DueTimer *t)
+{
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(t->invocation_id);
+	values[1] = Int32GetDatum((int32) t->completion_id);
+	run(&q_delete_timer, values, NULL, 0);
+}
+
+void
+store_postpone_timer(const DueTimer *t, int ms)
+{
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(t->invocation_id);
+	values[1] = Int32GetDatum((int32) t->completion_id);
+	values[2] = Int32GetDatum(ms);
+	run(&q_postpone_timer, values, NULL, 0);
 }
 
 TimestampTz

@@ -1,11 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * journal_store.h
- *	  The dispatchers' access to durable's tables: claiming invocations,
- *	  loading and appending journals, state, timers and attempt outcomes.
+ *	  Storage of invocations, journals, state and timers for the runtime:
+ *	  each function runs one or a few prepared statements and decides
+ *	  nothing.
  *
  * All functions run inside a transaction with SPI connected; the caller
- * owns transaction boundaries.
+ * owns transaction boundaries.  Which status an invocation moves to, and
+ * when, is lifecycle.c's business.
  *
  * IDENTIFICATION
  *	  src/journal_store.h
@@ -17,51 +19,105 @@
 
 #include "postgres.h"
 
+#include "utils/array.h"
+
 #include "attempt.h"
 
-extern bool store_extension_ready(void);
-extern int	store_recover(int worker, int nworkers);
+/* Forgets every prepared statement (the extension was dropped). */
+extern void store_forget_plans(void);
+
+/* The extension's oid in this database, InvalidOid if not installed. */
+extern Oid	store_extension_oid(void);
+
+/* One row of durable.invocation, as the state machine needs it. */
+typedef struct InvocationRow
+{
+	bool		found;
+	char	   *status;
+	int			claimed_by;		/* -1: NULL */
+	int			journal_size;
+	int			retry_count_since_last_stored_entry;
+	ArrayType  *waiting_completions;	/* NULL if none */
+	ArrayType  *waiting_signals;
+	ArrayType  *waiting_named_signals;
+} InvocationRow;
+
+/* Locks an invocation's row (FOR UPDATE) and reads it. */
+extern InvocationRow store_lock_invocation(const char *invocation_id);
 
 /*
- * Claims up to limit invocations; returns a List (allocated in list_cxt) of
- * Attempts (each in its own context under attempt_parent), loaded.
+ * The new values of an invocation's row at the end of an attempt or when a
+ * notification arrives; store_update_invocation writes them in one UPDATE.
  */
+typedef struct InvocationUpdate
+{
+	const char *status;
+	int			appended;		/* entries added to the journal */
+	int			retry_count_since_last_stored_entry;	/* -1: unchanged */
+	int			failed_attempts;	/* added to retry_count */
+	TimestampTz run_at;			/* 0: NULL */
+	bool		keep_claim;		/* else claimed_by = NULL */
+	/* suspended: what it waits for (NULL arrays: nothing) */
+	int			n_wait_completions;
+	uint32	   *wait_completions;
+	int			n_wait_signals;
+	uint32	   *wait_signals;
+	int			n_wait_named_signals;
+	char	  **wait_named_signals;
+	/* a failed attempt */
+	const char *last_failure;	/* NULL: unchanged */
+	int			last_failure_code;
+	/* completed */
+	bool		completed;
+	bool		completion_failed;
+	const uint8 *output;		/* NULL: none */
+	size_t		output_len;
+	int			completion_failure_code;
+	const char *completion_failure;
+} InvocationUpdate;
+
+extern void store_update_invocation(const char *invocation_id,
+									const InvocationUpdate *u);
+
+/* A journal grew by appended entries while its status stays as it is. */
+extern void store_note_appended(const char *invocation_id, int appended);
+
+/* Appends entries at first_index, first_index + 1, ... in one statement. */
+extern void store_append_entries(const char *invocation_id, int first_index,
+								 List *entries);
+extern void store_write_state(const char *service, const char *key,
+							  List *writes);
+extern void store_add_timers(const char *invocation_id, List *timers);
+extern void store_delete_timers(const char *invocation_id);
+
+/* Is a notification for any of these ids in the journal? */
+extern bool store_has_notification(const char *invocation_id,
+								   int ncompletions, const uint32 *completions,
+								   int nsignals, const uint32 *signals,
+								   int nnamed, char *const *named);
+
+/* A claimed invocation: its row's fields the attempt needs. */
 extern List *store_claim(int worker, int limit, MemoryContext attempt_parent,
 						 MemoryContext list_cxt);
 
-extern int	store_append_entry(const char *invocation_id, uint16 type,
-							   const char *name, int completion_id,
-							   int signal_id, const char *signal_name,
-							   const uint8 *raw, size_t rawlen);
+/*
+ * Loads state and journal into the attempt.  Raises an error if the journal
+ * is larger than max_bytes (ERRCODE_PROGRAM_LIMIT_EXCEEDED).
+ */
+extern void store_load_attempt(Attempt *a, int64 max_bytes);
 
-extern void store_set_state(Attempt *a, const uint8 *key, size_t keylen,
-							const uint8 *value, size_t valuelen);
-extern void store_clear_state(Attempt *a, const uint8 *key, size_t keylen);
-extern void store_clear_all_state(Attempt *a);
-extern bool store_get_state(Attempt *a, const uint8 *key, size_t keylen,
-							StringInfo value);
-extern List *store_state_keys(Attempt *a);	/* of text (char *) */
-extern void store_add_timer(const char *invocation_id, int completion_id,
-							TimestampTz wake_at);
+/* Running invocations of this slot with no live attempt become ready. */
+extern int	store_release_orphans(int worker, int nworkers, List *live_ids);
 
-extern bool store_suspend(const char *invocation_id, int ncompletions,
-						  uint32 *completions, int nsignals, uint32 *signals,
-						  int nnamed, char **named);
-extern void store_complete(const char *invocation_id, const uint8 *output,
-						   size_t outlen, bool failed, int failure_code,
-						   const char *failure_message);
-/* pause: retrying cannot help, pause the invocation right away. */
-extern char *store_attempt_failed(const char *invocation_id, int code,
-								  const char *message, int64 retry_delay_ms,
-								  bool pause);
-
-/* Due timers: returns a List of (invocation id, completion id) pairs. */
+/* Due timers, locked (SKIP LOCKED): a List of DueTimer. */
 typedef struct DueTimer
 {
 	char	   *invocation_id;
-	int			completion_id;
+	uint32		completion_id;
 } DueTimer;
-extern List *store_take_due_timers(int limit);
+extern List *store_due_timers(int limit);
+extern void store_delete_timer(const DueTimer *t);
+extern void store_postpone_timer(const DueTimer *t, int ms);
 
 /* Next time something becomes runnable without a wake-up; 0 if none. */
 extern TimestampTz store_next_wakeup(void);

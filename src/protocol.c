@@ -140,6 +140,27 @@ protocol_message_name(uint16 type)
 	return "Unknown";
 }
 
+int
+protocol_message_type(const char *name)
+{
+	/* Every type with a name of its own lies in these two ranges. */
+	for (int type = 0; type < MSG_FIRST_CUSTOM; type++)
+	{
+		const char *n;
+
+		if (type == 0x0010)
+			type = MSG_FIRST_COMMAND;
+		else if (type == MSG_FIRST_COMMAND + 0x20)
+			type = MSG_FIRST_NOTIFICATION;
+		else if (type == MSG_FIRST_NOTIFICATION + 0x20)
+			type = MSG_SIGNAL_NOTIFICATION;
+		n = protocol_message_name((uint16) type);
+		if (strcmp(n, "Unknown") != 0 && strcmp(n, name) == 0)
+			return type;
+	}
+	return -1;
+}
+
 /*
  * protobuf-c allocation callbacks.
  *

@@ -32,6 +32,8 @@ typedef struct DurableSharedState
 {
 	/* Latch of each running dispatcher, NULL while the slot is empty. */
 	Latch	   *dispatcher_latch[DURABLE_MAX_WORKERS];
+	/* How the last start of each dispatcher went; see dispatcher.c. */
+	DispatcherStart dispatcher_start[DURABLE_MAX_WORKERS];
 	ConditionVariable completion_cv;
 } DurableSharedState;
 
@@ -97,6 +99,15 @@ shared_state_attach_dispatcher(int slot)
 	on_shmem_exit(detach_dispatcher, (Datum) 0);
 }
 
+DispatcherStart *
+shared_state_dispatcher_start(int slot)
+{
+	static DispatcherStart local;
+
+	Assert(slot >= 0 && slot < DURABLE_MAX_WORKERS);
+	return shared ? &shared->dispatcher_start[slot] : &local;
+}
+
 void
 shared_state_wake_dispatchers(void)
 {
@@ -150,7 +161,7 @@ shared_state_completion_cv(void)
 }
 
 void
-shared_state_announce_completions(void)
+shared_state_announce_completion(const char *invocation_id)
 {
 	if (shared)
 		ConditionVariableBroadcast(&shared->completion_cv);

@@ -42,6 +42,8 @@
 
 PG_FUNCTION_INFO_V1(durable_input_entry);
 PG_FUNCTION_INFO_V1(durable_entry_type_name);
+PG_FUNCTION_INFO_V1(durable_entry_kind);
+PG_FUNCTION_INFO_V1(durable_entry_type);
 PG_FUNCTION_INFO_V1(durable_wake_at_commit);
 PG_FUNCTION_INFO_V1(durable_output);
 PG_FUNCTION_INFO_V1(durable_await);
@@ -119,6 +121,34 @@ durable_entry_type_name(PG_FUNCTION_ARGS)
 	if (type < 0 || type > 0xFFFF)
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(protocol_message_name((uint16) type)));
+}
+
+Datum
+durable_entry_kind(PG_FUNCTION_ARGS)
+{
+	int32		type = PG_GETARG_INT32(0);
+
+	if (type < 0 || type > 0xFFFF)
+		PG_RETURN_NULL();
+	if (MSG_IS_NOTIFICATION(type))
+		PG_RETURN_TEXT_P(cstring_to_text("notification"));
+	if (MSG_IS_COMMAND(type))
+		PG_RETURN_TEXT_P(cstring_to_text("command"));
+	PG_RETURN_TEXT_P(cstring_to_text("control"));
+}
+
+Datum
+durable_entry_type(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int			type = protocol_message_type(name);
+
+	if (type < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown journal entry type \"%s\"", name),
+				 errhint("Use a name that durable.entry_type_name() returns, such as 'Run' or 'Input'.")));
+	PG_RETURN_INT32(type);
 }
 
 Datum

@@ -1,0 +1,622 @@
+/*-------------------------------------------------------------------------
+ *
+ * lifecycle.c
+ *	  The invocation state machine: every status transition of an
+ *	  invocation after it was created happens here.
+ *
+ * An invocation is created ready (or scheduled, for a delayed send) by
+ * durable.send in the sender's transaction.  From then on:
+ *
+ *	  ready, scheduled, backing-off --claim--> running
+ *	  running --End--> completed
+ *	  running --Suspension--> suspended, or ready if a notification it
+ *		waits for is already journaled
+ *	  running --failure, retries left--> backing-off
+ *	  running --failure, retries exhausted or unretryable--> paused, or
+ *		completed (failed) when the retry policy says kill
+ *	  running --attempt lost (dispatcher restart, recording failed)--> ready
+ *	  suspended --notification it waits for--> ready
+ *
+ * "pending" is not stored: it is a ready or scheduled exclusive invocation
+ * of a virtual object or workflow that waits for its key's lock (the view
+ * durable._invocation_queue says which).
+ *
+ * Each transition is checked against the table below before it is
+ * written, and is guarded in SQL by the status it starts from: a
+ * transition whose invocation is no longer in that status (an orphaned
+ * attempt that was released meanwhile, say) does nothing.  Every
+ * invocation is handled in a subtransaction of its own, and an error while
+ * handling one becomes that invocation's recorded failure, so a bad
+ * response or a bad row never takes the dispatcher down.
+ *
+ * Decoding responses is attempt.c's; storing is journal_store.c's.  Data
+ * flows one way: response -> effects (attempt.c) -> transition (here) ->
+ * storage (journal_store.c).
+ *
+ * IDENTIFICATION
+ *	  src/lifecycle.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "constants.h"
+#include "durable.h"
+#include "journal_store.h"
+#include "lifecycle.h"
+#include "protocol.h"
+#include "protocol.pb-c.h"
+#include "shared_state.h"
+
+/* The edges of the state machine, as drawn in docs/architecture.md. */
+typedef struct Transition
+{
+	const char *from;
+	const char *to;
+	const char *event;
+} Transition;
+
+static const Transition transitions[] = {
+	{STATUS_READY, STATUS_RUNNING, "claim"},
+	{STATUS_SCHEDULED, STATUS_RUNNING, "claim"},
+	{STATUS_BACKING_OFF, STATUS_RUNNING, "claim"},
+	{STATUS_RUNNING, STATUS_COMPLETED, "End, or failure with retries exhausted (kill)"},
+	{STATUS_RUNNING, STATUS_SUSPENDED, "Suspension"},
+	{STATUS_RUNNING, STATUS_READY, "Suspension already satisfied, or attempt lost"},
+	{STATUS_RUNNING, STATUS_BACKING_OFF, "failure, retries left"},
+	{STATUS_RUNNING, STATUS_PAUSED, "failure, retries exhausted or unretryable"},
+	{STATUS_SUSPENDED, STATUS_READY, "notification it waits for"},
+};
+
+/* Shortest delay between two attempts, whatever a retry policy says. */
+#define MIN_RETRY_DELAY_MS	10
+
+/* How long a timer whose completion could not be journaled waits. */
+#define TIMER_RETRY_MS		1000
+
+/* How long an attempt whose failure could not be recorded waits. */
+#define RELEASE_DELAY_MS	1000
+
+static void
+check_transition(const char *from, const char *to)
+{
+	for (size_t i = 0; i < lengthof(transitions); i++)
+		if (strcmp(transitions[i].from, from) == 0 &&
+			strcmp(transitions[i].to, to) == 0)
+			return;
+	elog(ERROR, "durable: invalid invocation status transition from %s to %s", from, to);
+}
+
+/*
+ * Runs fn(arg) in a subtransaction.  Returns NULL on success, else the
+ * error it raised (which has been rolled back), copied into the caller's
+ * memory context.
+ */
+static ErrorData *
+in_subtransaction(void (*fn) (void *), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
+
+/* Maps an error raised while handling an attempt to a failure code. */
+static int
+failure_code_for(int sqlerrcode)
+{
+	if (sqlerrcode == ERRCODE_FEATURE_NOT_SUPPORTED)
+		return FAILURE_NOT_SUPPORTED;
+	if (sqlerrcode == ERRCODE_PROTOCOL_VIOLATION)
+		return FAILURE_PROTOCOL_VIOLATION;
+	if (sqlerrcode == ERRCODE_PROGRAM_LIMIT_EXCEEDED)
+		return FAILURE_TOO_LARGE;
+	return FAILURE_INTERNAL;
+}
+
+/*
+ * Exponential backoff: initial × factor^(failures - 1), at most the
+ * policy's maximum.  Computed in floating point and clamped before it
+ * becomes an integer, so no failure count can overflow it.
+ */
+static int64
+backoff_ms(const RetryPolicy *p, int failures)
+{
+	double		factor = (p->factor >= 1.0 && p->factor <= 1000.0) ? p->factor : 1.0;
+	int64		max_ms = Max(p->max_interval_ms, MIN_RETRY_DELAY_MS);
+	double		delay = (double) p->initial_interval_ms * pow(factor, Max(failures - 1, 0));
+
+	if (!(delay < (double) max_ms))		/* also catches inf and NaN */
+		return max_ms;
+	return Max((int64) delay, MIN_RETRY_DELAY_MS);
+}
+
+static TimestampTz
+after_ms(int64 ms)
+{
+	/* Timestamps end in year 294276; no delay we compute comes near. */
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), Min(ms, (int64) PG_INT32_MAX * 1000));
+}
+
+/*
+ * The transition out of running for a failed attempt: backing-off while
+ * retries are left, else paused, or completed with the failure when the
+ * retry policy says kill.  Unretryable failures pause at once.
+ */
+static void
+plan_failure(const Attempt *a, const InvocationRow *row, int appended,
+			 int code, const char *message, int64 retry_delay_ms,
+			 bool retryable, InvocationUpdate *u)
+{
+	int			failures = (appended > 0 ? 0 : row->retry_count_since_last_stored_entry);
+
+	failures = (failures < PG_INT32_MAX) ? failures + 1 : failures;
+	u->appended = appended;
+	u->failed_attempts = 1;
+	u->retry_count_since_last_stored_entry = failures;
+	u->last_failure = message;
+	u->last_failure_code = code;
+
+	if (retryable && (a->retry.max_attempts <= 0 || failures < a->retry.max_attempts))
+	{
+		u->status = STATUS_BACKING_OFF;
+		u->run_at = after_ms(retry_delay_ms >= 0 ? Max(retry_delay_ms, MIN_RETRY_DELAY_MS) :
+							 backoff_ms(&a->retry, failures));
+	}
+	else if (retryable && a->retry.kill_on_max)
+	{
+		u->status = STATUS_COMPLETED;
+		u->completed = true;
+		u->completion_failed = true;
+		u->completion_failure_code = code != 0 ? code : FAILURE_INTERNAL;
+		u->completion_failure = message;
+	}
+	else
+		u->status = STATUS_PAUSED;
+	check_transition(STATUS_RUNNING, u->status);
+}
+
+/* ----------------------------------------------------------------------
+ * Finishing an attempt
+ * ----------------------------------------------------------------------
+ */
+
+typedef enum FinishResult
+{
+	FINISH_STALE,				/* the invocation is no longer ours */
+	FINISH_COMPLETED,
+	FINISH_OTHER
+} FinishResult;
+
+typedef struct FinishArgs
+{
+	Attempt    *attempt;
+	int			slot;
+	FinishResult result;
+	/* for recording a failure */
+	int			code;
+	const char *message;
+	bool		retryable;
+} FinishArgs;
+
+/* Locks the row and checks that the attempt still owns the invocation. */
+static bool
+lock_own_attempt(FinishArgs *args, InvocationRow *row)
+{
+	*row = store_lock_invocation(args->attempt->invocation_id);
+	if (!row->found || strcmp(row->status, STATUS_RUNNING) != 0 ||
+		row->claimed_by != args->slot)
+	{
+		args->result = FINISH_STALE;
+		return false;
+	}
+	return true;
+}
+
+/* What follows any completion: no timer outlives it, the key is free. */
+static void
+completed(Attempt *a, FinishArgs *args)
+{
+	store_delete_timers(a->invocation_id);
+	/* The key's lock is free: the next invocation in line may run. */
+	if (a->service_key != NULL)
+		shared_state_wake_dispatchers_at_commit();
+	args->result = FINISH_COMPLETED;
+}
+
+static void
+apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
+			  FinishArgs *args)
+{
+	InvocationUpdate u = {0};
+	int			appended = list_length(fx->entries);
+
+	store_append_entries(a->invocation_id, row->journal_size, fx->entries);
+	if (fx->state_writes != NIL)
+		store_write_state(a->service_name, a->service_key, fx->state_writes);
+	store_add_timers(a->invocation_id, fx->timers);
+
+	u.appended = appended;
+	u.retry_count_since_last_stored_entry = appended > 0 ? 0 : -1;
+	switch (fx->end)
+	{
+		case ATTEMPT_END_COMPLETED:
+			u.status = STATUS_COMPLETED;
+			u.completed = true;
+			u.completion_failed = fx->output_failed;
+			u.output = fx->output_failed ? NULL : fx->output;
+			u.output_len = fx->output_len;
+			u.completion_failure_code = fx->output_failure_code;
+			u.completion_failure = fx->output_failure_message;
+			break;
+		case ATTEMPT_END_SUSPENDED:
+			if (store_has_notification(a->invocation_id,
+									   fx->n_wait_completions, fx->wait_completions,
+									   fx->n_wait_signals, fx->wait_signals,
+									   fx->n_wait_named_signals, fx->wait_named_signals))
+			{
+				u.status = STATUS_READY;
+				u.run_at = GetCurrentTransactionStartTimestamp();
+			}
+			else
+			{
+				u.status = STATUS_SUSPENDED;
+				u.n_wait_completions = fx->n_wait_completions;
+				u.wait_completions = fx->wait_completions;
+				u.n_wait_signals = fx->n_wait_signals;
+				u.wait_signals = fx->wait_signals;
+				u.n_wait_named_signals = fx->n_wait_named_signals;
+				u.wait_named_signals = fx->wait_named_signals;
+			}
+			break;
+		case ATTEMPT_END_FAILED:
+			plan_failure(a, row, appended, fx->failure_code, fx->failure_message,
+						 fx->retry_delay_ms, true, &u);
+			break;
+	}
+	check_transition(STATUS_RUNNING, u.status);
+	store_update_invocation(a->invocation_id, &u);
+	if (u.completed)
+		completed(a, args);
+}
+
+static void
+finish_fn(void *arg)
+{
+	FinishArgs *args = arg;
+	Attempt    *a = args->attempt;
+	InvocationRow row;
+	AttemptEffects fx;
+
+	args->result = FINISH_OTHER;
+	if (!lock_own_attempt(args, &row))
+		return;
+	attempt_decode_response(a, &fx);
+	apply_effects(a, &row, &fx, args);
+}
+
+static void
+record_failure_fn(void *arg)
+{
+	FinishArgs *args = arg;
+	InvocationRow row;
+	InvocationUpdate u = {0};
+
+	args->result = FINISH_OTHER;
+	if (!lock_own_attempt(args, &row))
+		return;
+	plan_failure(args->attempt, &row, 0, args->code, args->message, -1,
+				 args->retryable, &u);
+	store_update_invocation(args->attempt->invocation_id, &u);
+	if (u.completed)
+		completed(args->attempt, args);
+}
+
+/*
+ * The last resort when even recording a failure failed: make the
+ * invocation runnable again a little later, leaving everything else as it
+ * is.  If this fails too, lifecycle_release_orphans finds the invocation.
+ */
+static void
+release_fn(void *arg)
+{
+	FinishArgs *args = arg;
+	InvocationRow row;
+	InvocationUpdate u = {0};
+
+	if (!lock_own_attempt(args, &row))
+		return;
+	u.status = STATUS_READY;
+	u.retry_count_since_last_stored_entry = -1;
+	u.run_at = after_ms(RELEASE_DELAY_MS);
+	check_transition(STATUS_RUNNING, u.status);
+	store_update_invocation(args->attempt->invocation_id, &u);
+}
+
+/* Records a failure of an attempt, in subtransactions; never raises. */
+static FinishResult
+record_failure(Attempt *a, int slot, int code, const char *message, bool retryable)
+{
+	FinishArgs	args = {a, slot, FINISH_OTHER, code, message, retryable};
+	ErrorData  *edata = in_subtransaction(record_failure_fn, &args);
+
+	if (edata == NULL)
+		return args.result;
+	ereport(WARNING,
+			(errmsg("durable: could not record the failed attempt of invocation %s: %s",
+					a->invocation_id, edata->message),
+			 errdetail_internal("The attempt failed with: %s", message)));
+	edata = in_subtransaction(release_fn, &args);
+	if (edata != NULL)
+		ereport(WARNING,
+				(errmsg("durable: could not release invocation %s: %s",
+						a->invocation_id, edata->message),
+				 errdetail("It is made runnable again when its dispatcher next looks for lost attempts.")));
+	return FINISH_OTHER;
+}
+
+bool
+lifecycle_finish_attempt(Attempt *a, int slot)
+{
+	FinishArgs	args = {a, slot, FINISH_OTHER, 0, NULL, true};
+	ErrorData  *edata;
+
+	if (a->uri == NULL)
+		return record_failure(a, slot, FAILURE_NOT_FOUND,
+							  psprintf("service \"%s\" is no longer registered", a->service_name),
+							  true) == FINISH_COMPLETED;
+
+	edata = in_subtransaction(finish_fn, &args);
+	if (edata == NULL)
+	{
+		if (args.result == FINISH_STALE)
+			ereport(LOG,
+					(errmsg("durable: discarded the response of an attempt of invocation %s, which is no longer running on this dispatcher",
+							a->invocation_id)));
+		return args.result == FINISH_COMPLETED;
+	}
+
+	/*
+	 * Nothing of this response was kept.  Unsupported commands fail every
+	 * retry the same way: pause at once.
+	 */
+	return record_failure(a, slot, failure_code_for(edata->sqlerrcode), edata->message,
+						  edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) == FINISH_COMPLETED;
+}
+
+/* ----------------------------------------------------------------------
+ * Claiming
+ * ----------------------------------------------------------------------
+ */
+
+static void
+load_fn(void *arg)
+{
+	Attempt    *a = arg;
+
+	store_load_attempt(a, (int64) durable_max_journal_size);
+	attempt_prepare_request(a);
+}
+
+List *
+lifecycle_claim(int slot, int limit, MemoryContext attempt_parent,
+				MemoryContext list_cxt)
+{
+	List	   *claimed = store_claim(slot, limit, attempt_parent, CurrentMemoryContext);
+	List	   *loaded = NIL;
+	ListCell   *lc;
+
+	foreach(lc, claimed)
+	{
+		Attempt    *a = lfirst(lc);
+		ErrorData  *edata;
+		MemoryContext old;
+
+		if (a->uri == NULL)
+		{
+			record_failure(a, slot, FAILURE_NOT_FOUND,
+						   psprintf("service \"%s\" is no longer registered", a->service_name),
+						   true);
+			attempt_destroy(a);
+			continue;
+		}
+		edata = in_subtransaction(load_fn, a);
+		if (edata != NULL)
+		{
+			int			code = failure_code_for(edata->sqlerrcode);
+
+			/*
+			 * A journal too large to send stays too large, a corrupt row
+			 * stays corrupt: pause them rather than retry.
+			 */
+			record_failure(a, slot, code,
+						   psprintf("could not start an attempt: %s", edata->message),
+						   code != FAILURE_TOO_LARGE &&
+						   edata->sqlerrcode != ERRCODE_DATA_CORRUPTED);
+			attempt_destroy(a);
+			continue;
+		}
+		old = MemoryContextSwitchTo(list_cxt);
+		loaded = lappend(loaded, a);
+		MemoryContextSwitchTo(old);
+	}
+	return loaded;
+}
+
+/* ----------------------------------------------------------------------
+ * Notifications and timers
+ * ----------------------------------------------------------------------
+ */
+
+static bool
+int4_array_contains(ArrayType *array, uint32 value)
+{
+	Datum	   *items;
+	bool	   *nulls;
+	int			n;
+
+	if (array == NULL || value == 0)
+		return false;
+	deconstruct_array(array, INT4OID, 4, true, TYPALIGN_INT, &items, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && (uint32) DatumGetInt32(items[i]) == value)
+			return true;
+	return false;
+}
+
+static bool
+text_array_contains(ArrayType *array, const char *value)
+{
+	Datum	   *items;
+	bool	   *nulls;
+	int			n;
+
+	if (array == NULL || value == NULL)
+		return false;
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &items, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && strcmp(TextDatumGetCString(items[i]), value) == 0)
+			return true;
+	return false;
+}
+
+void
+lifecycle_notify(const char *invocation_id, NewEntry *entry)
+{
+	InvocationRow row = store_lock_invocation(invocation_id);
+
+	Assert(MSG_IS_NOTIFICATION(entry->type));
+	if (!row.found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invocation \"%s\" not found", invocation_id)));
+	if (strcmp(row.status, STATUS_COMPLETED) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invocation \"%s\" is completed", invocation_id)));
+
+	store_append_entries(invocation_id, row.journal_size, list_make1(entry));
+
+	if (strcmp(row.status, STATUS_SUSPENDED) == 0 &&
+		(int4_array_contains(row.waiting_completions, entry->completion_id) ||
+		 int4_array_contains(row.waiting_signals, entry->signal_id) ||
+		 text_array_contains(row.waiting_named_signals, entry->signal_name)))
+	{
+		InvocationUpdate u = {0};
+
+		check_transition(STATUS_SUSPENDED, STATUS_READY);
+		u.status = STATUS_READY;
+		u.appended = 1;
+		u.retry_count_since_last_stored_entry = 0;
+		u.run_at = GetCurrentTransactionStartTimestamp();
+		store_update_invocation(invocation_id, &u);
+		shared_state_wake_dispatchers_at_commit();
+	}
+	else
+		store_note_appended(invocation_id, 1);
+}
+
+/*
+ * The timer is deleted in the same subtransaction that journals its
+ * completion: if journaling fails, the timer is still there.
+ */
+static void
+fire_timer_fn(void *arg)
+{
+	DueTimer   *t = arg;
+	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+	Wire__Void v = WIRE__VOID__INIT;
+	NewEntry	e = {0};
+	uint8	   *buf;
+	size_t		len;
+
+	n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
+	n.completion_id = t->completion_id;
+	n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
+	n.void_ = &v;
+	len = protobuf_c_message_get_packed_size(&n.base);
+	buf = palloc(Max(len, 1));
+	protobuf_c_message_pack(&n.base, buf);
+
+	e.type = MSG_SLEEP_COMPLETION;
+	e.completion_id = t->completion_id;
+	e.raw = buf;
+	e.len = len;
+	store_delete_timer(t);
+	lifecycle_notify(t->invocation_id, &e);
+}
+
+static void
+postpone_timer_fn(void *arg)
+{
+	store_postpone_timer((DueTimer *) arg, TIMER_RETRY_MS);
+}
+
+void
+lifecycle_fire_due_timers(int limit)
+{
+	ListCell   *lc;
+
+	foreach(lc, store_due_timers(limit))
+	{
+		DueTimer   *t = lfirst(lc);
+		ErrorData  *edata = in_subtransaction(fire_timer_fn, t);
+
+		if (edata == NULL)
+			continue;
+		ereport(WARNING,
+				(errmsg("durable: could not journal the timer %u of invocation %s: %s",
+						t->completion_id, t->invocation_id, edata->message),
+				 errdetail("The timer is kept and fires again in %d ms.", TIMER_RETRY_MS)));
+		edata = in_subtransaction(postpone_timer_fn, t);
+		if (edata != NULL)
+			ereport(WARNING,
+					(errmsg("durable: could not postpone the timer %u of invocation %s: %s",
+							t->completion_id, t->invocation_id, edata->message)));
+	}
+}
+
+/* ----------------------------------------------------------------------
+ * Lost attempts
+ * ----------------------------------------------------------------------
+ */
+
+int
+lifecycle_release_orphans(int slot, int nworkers, List *live_ids)
+{
+	return store_release_orphans(slot, nworkers, live_ids);
+}
+
+TimestampTz
+lifecycle_next_wakeup(void)
+{
+	return store_next_wakeup();
+}
