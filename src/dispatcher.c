@@ -72,6 +72,7 @@ static dlist_head unstarted = DLIST_STATIC_INIT(unstarted);
 static int	n_in_flight = 0;
 static TimestampTz next_wakeup = 0;
 static TimestampTz last_cycle = 0;
+static TimestampTz last_release = 0;
 static MemoryContext attempts_cxt;
 
 /* Ids of the attempts in flight that are not in finished. */
@@ -134,15 +135,21 @@ run_cycle(List *finished, List **completed_ids)
 
 		lifecycle_fire_due_timers(1000);
 
-		n = lifecycle_release_orphans(my_slot, durable_workers,
-									  live_attempt_ids(finished));
-		if (n > 0)
-			ereport(LOG,
-					(errmsg(released_once ?
-							"durable dispatcher %d: made %d running invocation(s) without a live attempt runnable again" :
-							"durable dispatcher %d: resuming %d interrupted invocation attempt(s)",
-							my_slot, n)));
-		released_once = true;
+		/* Once a second is plenty: lost attempts are rare. */
+		if (!released_once ||
+			GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_release, MAX_WAIT_MS))
+		{
+			n = lifecycle_release_orphans(my_slot, durable_workers,
+										  live_attempt_ids(finished));
+			if (n > 0)
+				ereport(LOG,
+						(errmsg(released_once ?
+								"durable dispatcher %d: made %d running invocation(s) without a live attempt runnable again" :
+								"durable dispatcher %d: resuming %d interrupted invocation attempt(s)",
+								my_slot, n)));
+			released_once = true;
+			last_release = GetCurrentTimestamp();
+		}
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
 		if (capacity > 0)
