@@ -279,6 +279,8 @@ dispatcher_main(Datum main_arg)
 	/* The lifecycle functions rely on a fresh snapshot per statement. */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);
+	/* ALTER DATABASE/ROLE ... SET search_path must not reach our queries. */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	shared_state_attach_dispatcher(my_slot);
 	http_client_init();
