@@ -36,6 +36,7 @@ extern int	durable_abort_timeout_ms;
 extern int	durable_discovery_timeout_ms;
 extern int	durable_max_message_size;
 extern char *durable_tls_ca_file;
+extern char *durable_allowed_hosts;
 
 /* Entry points of our background workers (exported for the postmaster). */
 extern PGDLLEXPORT void dispatcher_main(Datum main_arg);
