@@ -31,6 +31,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -207,6 +208,20 @@ durable_call(PG_FUNCTION_ARGS)
 	}
 	if (idempotency_key != NULL)
 		refuse_own_idempotency_key(service, handler, key, idempotency_key);
+
+	/*
+	 * await_as_caller checks EXECUTE on durable.await too, but only after
+	 * the invocation is committed: refuse before creating anything.  (EXECUTE
+	 * on durable.send is checked by the submitter, which runs it as us.)
+	 */
+	{
+		Oid			await_oid = DatumGetObjectId(
+			DirectFunctionCall1(regprocedurein,
+								CStringGetDatum("durable.await(pg_catalog.text,pg_catalog.interval)")));
+
+		if (pg_proc_aclcheck(await_oid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "await");
+	}
 
 	id = submit_invocation(service, handler, input, key, idempotency_key);
 	d = await_as_caller(id, PG_GETARG_DATUM(5), &isnull);

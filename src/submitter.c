@@ -90,13 +90,6 @@ submitter_main(Datum main_arg)
 		args[i] = req->arg_offset[i] >= 0 ? req->data + req->arg_offset[i] : NULL;
 
 	BackgroundWorkerInitializeConnectionByOid(req->database, req->login_role, 0);
-
-	/*
-	 * Act as the calling role for the rest of our life, as a SECURITY
-	 * DEFINER function would; the caller was running as it already.
-	 */
-	if (req->role != req->login_role)
-		SetUserIdAndSecContext(req->role, SECURITY_LOCAL_USERID_CHANGE);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	PG_TRY();
@@ -115,6 +108,15 @@ submitter_main(Datum main_arg)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+
+		/*
+		 * Act as the calling role, as SET ROLE would (no check needed: the
+		 * caller was running as it already).  A NOLOGIN role reached with
+		 * SET ROLE works too, as we logged in as the session user.
+		 */
+		if (req->role != req->login_role)
+			SetCurrentRoleId(req->role, superuser_arg(req->role));
+
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "durable: submitting invocation for durable.call");
