@@ -219,15 +219,20 @@ SELECT i.id, i.status, i.run_at,
  * ---------------------------------------------------------------------------
  */
 
--- Output bytes as jsonb when they are JSON, else NULL.
-CREATE FUNCTION durable._bytes_to_jsonb(b bytea)
+/*
+ * Bytes as jsonb when they are UTF-8 JSON, else NULL.  Public (the views
+ * call it, and a function in a view runs with the reader's rights), and
+ * written with qualified names only, so that a reader's search_path cannot
+ * change what it calls.
+ */
+CREATE FUNCTION durable.bytes_to_jsonb(b bytea)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-    IF b IS NULL OR length(b) = 0 THEN
+    IF b IS NULL OR pg_catalog.length(b) OPERATOR(pg_catalog.=) 0 THEN
         RETURN NULL;
     END IF;
-    RETURN convert_from(b, 'UTF8')::jsonb;
+    RETURN pg_catalog.convert_from(b, 'UTF8')::pg_catalog.jsonb;
 EXCEPTION WHEN others THEN
     RETURN NULL;
 END;
@@ -236,7 +241,10 @@ $$;
 CREATE VIEW durable.deployments AS
 SELECT d.id, d.uri, d.protocol_mode, d.http_version,
        d.min_protocol_version, d.max_protocol_version, d.protocol_version,
-       d.sdk_version, d.headers, d.created_at, d.updated_at,
+       d.sdk_version,
+       -- the names only: values may be credentials (bearer tokens)
+       ARRAY(SELECT k FROM jsonb_object_keys(d.headers) k ORDER BY k) AS header_names,
+       d.created_at, d.updated_at,
        (SELECT array_agg(s.name ORDER BY s.name) FROM durable.service s
          WHERE s.deployment_id = d.id) AS services
   FROM durable.deployment d;
@@ -281,7 +289,7 @@ SELECT i.id,
        i.completion_result,
        i.completion_failure,
        i.completion_failure_code,
-       durable._bytes_to_jsonb(i.output) AS output,
+       durable.bytes_to_jsonb(i.output) AS output,
        i.output AS output_raw
   FROM durable.invocation i
   JOIN durable._invocation_queue q ON q.id = i.id;
@@ -309,7 +317,7 @@ SELECT j.invocation_id AS id,
 
 CREATE VIEW durable.state AS
 SELECT service_name, service_key, key,
-       CASE WHEN durable._bytes_to_jsonb(value) IS NOT NULL
+       CASE WHEN durable.bytes_to_jsonb(value) IS NOT NULL
             THEN convert_from(value, 'UTF8') END AS value_utf8,
        value
   FROM durable.state_entry;
@@ -639,22 +647,30 @@ AS $$
     SELECT durable._enqueue(service, handler, input, key, idempotency_key, delay)
 $$;
 
+/*
+ * send + await, with the invocation committed on its own.  SECURITY INVOKER:
+ * what it does on the caller's behalf (a durable.send committed by the
+ * submitter worker, then durable.await) is checked against the caller's
+ * rights.
+ */
 CREATE FUNCTION durable.call(service text, handler text, input jsonb DEFAULT NULL,
                              key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
                              timeout interval DEFAULT '1 min')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_call'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE SECURITY INVOKER;
 
 CREATE FUNCTION durable.await(invocation_id text, timeout interval DEFAULT '1 min')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_await'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION durable.output(invocation_id text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_output'
-LANGUAGE C VOLATILE SECURITY DEFINER STRICT;
+LANGUAGE C VOLATILE SECURITY DEFINER STRICT
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * ---------------------------------------------------------------------------
@@ -714,9 +730,12 @@ $$;
 /*
  * ---------------------------------------------------------------------------
  * Privileges.  Only the extension's owner may use it until it grants more:
- * the API functions run as their owner (SECURITY DEFINER) and check nothing
- * else, so EXECUTE on them is the permission to start and read invocations.
- * See docs/sql-api.md, "Letting other roles use durable".
+ * send, await, output and register_deployment run as their owner (SECURITY
+ * DEFINER, with a pinned search_path) and check nothing else, so EXECUTE on
+ * them is the permission to start and read invocations; call runs as its
+ * caller and is send + await, so it needs EXECUTE on those too.  Internal
+ * functions (names starting with "_") are for the owner only.  See
+ * docs/security.md and docs/sql-api.md, "Letting other roles use durable".
  * ---------------------------------------------------------------------------
  */
 REVOKE ALL ON ALL TABLES IN SCHEMA durable FROM PUBLIC;
@@ -728,7 +747,7 @@ GRANT EXECUTE ON FUNCTION durable.new_invocation_id(text, text),
                           durable.entry_type_name(integer),
                           durable.entry_kind(integer),
                           durable.entry_type(text),
-                          durable._bytes_to_jsonb(bytea)
+                          durable.bytes_to_jsonb(bytea)
     TO PUBLIC;
 
 -- Let the dispatchers know a fresh installation is ready.

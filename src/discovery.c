@@ -45,6 +45,7 @@ typedef struct DiscoveryResponse
 	StringInfoData server;		/* x-restate-server header */
 	bool		too_large;
 	long		status;
+	char	   *location;		/* a redirect's target, NULL if none */
 	CURLcode	result;
 	char		errbuf[CURL_ERROR_SIZE];
 } DiscoveryResponse;
@@ -129,6 +130,13 @@ fetch_manifest(const char *url, struct curl_slist *headers,
 
 	r->result = curl_easy_perform(easy);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->status);
+	{
+		char	   *location = NULL;
+
+		/* Where a 3xx points; http_configure makes sure it is not followed. */
+		curl_easy_getinfo(easy, CURLINFO_REDIRECT_URL, &location);
+		r->location = location ? pstrdup(location) : NULL;
+	}
 	curl_easy_cleanup(easy);
 
 	CHECK_FOR_INTERRUPTS();
@@ -144,6 +152,121 @@ looks_like_http1_only(CURLcode rc)
 	return rc != CURLE_OK && rc != CURLE_COULDNT_CONNECT &&
 		rc != CURLE_COULDNT_RESOLVE_HOST && rc != CURLE_OPERATION_TIMEDOUT &&
 		rc != CURLE_ABORTED_BY_CALLBACK && rc != CURLE_WRITE_ERROR;
+}
+
+/*
+ * Whether durable.allowed_hosts lets us contact host (as libcurl's URL
+ * parser returns it: lower-cased IPv4 dotted quad, IPv6 in brackets).
+ * Entries are host names or addresses, compared without case, or
+ * "*.suffix" for every name ending in ".suffix".  An empty list allows all.
+ */
+static bool
+host_allowed(const char *host)
+{
+	char	   *list;
+	char	   *entry;
+	char	   *save;
+	char	   *h = pstrdup(host);
+	size_t		hlen = strlen(h);
+	bool		allowed = false;
+
+	if (durable_allowed_hosts == NULL || durable_allowed_hosts[0] == '\0')
+		return true;
+
+	/* [::1] -> ::1, and "example.com." is "example.com" */
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']')
+	{
+		h[hlen - 1] = '\0';
+		h++;
+		hlen -= 2;
+	}
+	if (hlen > 1 && h[hlen - 1] == '.')
+		h[--hlen] = '\0';
+
+	list = pstrdup(durable_allowed_hosts);
+	for (entry = strtok_r(list, ",", &save); entry != NULL && !allowed;
+		 entry = strtok_r(NULL, ",", &save))
+	{
+		size_t		elen;
+
+		while (*entry == ' ' || *entry == '\t')
+			entry++;
+		elen = strlen(entry);
+		while (elen > 0 && (entry[elen - 1] == ' ' || entry[elen - 1] == '\t'))
+			entry[--elen] = '\0';
+		if (elen >= 2 && entry[0] == '[' && entry[elen - 1] == ']')
+		{
+			entry[--elen] = '\0';
+			entry++;
+			elen--;
+		}
+		if (elen == 0)
+			continue;
+		if (elen > 2 && entry[0] == '*' && entry[1] == '.')
+		{
+			const char *suffix = entry + 1;		/* ".example.com" */
+			size_t		slen = elen - 1;
+
+			allowed = hlen > slen && pg_strcasecmp(h + hlen - slen, suffix) == 0;
+		}
+		else
+			allowed = pg_strcasecmp(h, entry) == 0;
+	}
+	return allowed;
+}
+
+/*
+ * Refuses, before any request is made, a deployment uri that is not
+ * http(s) or whose host durable.allowed_hosts does not list.  The uri is
+ * parsed by libcurl's own URL parser, the one the request will use.
+ */
+static void
+check_deployment_uri(const char *uri)
+{
+	CURLU	   *u = curl_url();
+	CURLUcode	uc;
+	char	   *scheme = NULL;
+	char	   *host = NULL;
+	char	   *scheme_copy;
+	char	   *host_copy;
+
+	if (u == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY),
+						errmsg("could not create a libcurl URL handle")));
+	uc = curl_url_set(u, CURLUPART_URL, uri, 0);
+	if (uc == CURLUE_OK)
+		uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+	if (uc == CURLUE_OK)
+		uc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+	if (uc != CURLUE_OK)
+	{
+		const char *why = curl_url_strerror(uc);
+
+		curl_free(scheme);
+		curl_url_cleanup(u);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid deployment uri \"%s\"", uri),
+				 errdetail_internal("%s", why),
+				 errhint("A deployment uri looks like http://127.0.0.1:9080 or https://host/path.")));
+	}
+	scheme_copy = pstrdup(scheme);
+	host_copy = pstrdup(host);
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+
+	if (pg_strcasecmp(scheme_copy, "http") != 0 && pg_strcasecmp(scheme_copy, "https") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("deployment uri \"%s\" uses scheme \"%s\"", uri, scheme_copy),
+				 errdetail("durable talks to deployments over http and https only.")));
+	if (!host_allowed(host_copy))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("host \"%s\" of deployment uri \"%s\" is not allowed", host_copy, uri),
+				 errdetail("durable.allowed_hosts is \"%s\".", durable_allowed_hosts),
+				 errhint("An administrator can add the host to durable.allowed_hosts in postgresql.conf and reload.")));
 }
 
 static bool
@@ -186,6 +309,8 @@ durable_discover(PG_FUNCTION_ARGS)
 	DiscoveryResponse r;
 	const char *used_version = version_text;
 	StringInfoData result;
+
+	check_deployment_uri(uri);
 
 	headers = curl_slist_append(headers, MANIFEST_ACCEPT);
 	if (!PG_ARGISNULL(1))
@@ -234,6 +359,16 @@ durable_discover(PG_FUNCTION_ARGS)
 				 (r.result == CURLE_PEER_FAILED_VERIFICATION || r.result == CURLE_SSL_CACERT_BADFILE) ?
 				 errhint("The service's TLS certificate could not be verified; if a private CA signed it, set durable.tls_ca_file.") :
 				 errhint("Check that the service is running and listening on that address.")));
+	if (r.status >= 300 && r.status < 400)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("discovery at \"%s\" was answered with a redirect (HTTP status %ld)",
+						uri, r.status),
+				 r.location ?
+				 errdetail("The response redirects to \"%s\", which durable does not follow.",
+						   r.location) :
+				 errdetail("The response gives no Location; durable follows no redirects anyway."),
+				 errhint("Register the URI the deployment is actually served at.")));
 	if (r.status != 200)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

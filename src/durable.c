@@ -41,6 +41,7 @@ int			durable_discovery_timeout_ms = 10000;
 int			durable_max_message_size = 32 * 1024 * 1024;
 int			durable_max_journal_size = 256 * 1024 * 1024;
 char	   *durable_tls_ca_file = NULL;
+char	   *durable_allowed_hosts = NULL;
 
 static const struct config_enum_entry retry_exhausted_options[] = {
 	{"pause", RETRY_EXHAUSTED_PAUSE, false},
@@ -151,6 +152,20 @@ define_settings(void)
 							   &durable_tls_ca_file,
 							   "",
 							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
+	/*
+	 * Which hosts register_deployment may point durable at.  SIGHUP, not
+	 * SUSET: it is a server-wide network policy set by the administrator in
+	 * the configuration file, the same for every session (a session cannot
+	 * widen it, not even a superuser's with SET), and reloadable.
+	 */
+	DefineCustomStringVariable("durable.allowed_hosts",
+							   gettext_noop("Hosts that deployments may be registered at."),
+							   gettext_noop("Comma-separated host names or IP addresses; \"*.example.com\" allows every subdomain. Empty: any host."),
+							   &durable_allowed_hosts,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("durable");

@@ -37,6 +37,7 @@ extern int	durable_discovery_timeout_ms;
 extern int	durable_max_message_size;
 extern int	durable_max_journal_size;
 extern char *durable_tls_ca_file;
+extern char *durable_allowed_hosts;
 
 /* Entry points of our background workers (exported for the postmaster). */
 extern PGDLLEXPORT void dispatcher_main(Datum main_arg);

@@ -65,6 +65,15 @@ http_configure(CURL *easy, const char *url, HttpVersionChoice version)
 {
 	bool		tls = pg_strncasecmp(url, "https:", 6) == 0;
 
+	/*
+	 * HTTP(S) only, and no redirect is followed: a deployment must not be
+	 * able to send durable (and the headers it was registered with) to
+	 * another host or scheme, such as file:// or an internal address.
+	 */
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+
 	if (version == HTTP_VERSION_1_1)
 		curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
 	else if (tls)

@@ -31,7 +31,6 @@
 #include "protocol.h"
 #include "protocol.pb-c.h"
 #include "shared_state.h"
-#include "submitter.h"
 
 /*
  * SQLSTATE of an await that timed out.  Not query_canceled (57014): PL/pgSQL
@@ -47,7 +46,6 @@ PG_FUNCTION_INFO_V1(durable_entry_type);
 PG_FUNCTION_INFO_V1(durable_wake_at_commit);
 PG_FUNCTION_INFO_V1(durable_output);
 PG_FUNCTION_INFO_V1(durable_await);
-PG_FUNCTION_INFO_V1(durable_call);
 
 /*
  * durable._input_entry(input bytea, header_names text[], header_values text[])
@@ -325,47 +323,6 @@ interval_to_timeout_us(Interval *timeout)
 	return timeout_us;
 }
 
-/*
- * durable.call commits its invocation from another process.  If this
- * transaction already holds an uncommitted invocation with the same
- * idempotency key, that process would wait for us while we wait for it.
- */
-static void
-refuse_own_idempotency_key(const char *service, const char *handler,
-						   const char *key, const char *idempotency_key)
-{
-	static const char *sql =
-		"SELECT id, xmin FROM durable.invocation "
-		"WHERE service_name = $1 AND coalesce(service_key, '') = coalesce($2, '') "
-		"AND handler_name = $3 AND idempotency_key = $4";
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(service);
-	values[1] = key ? CStringGetTextDatum(key) : (Datum) 0;
-	nulls[1] = key ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(handler);
-	values[3] = CStringGetTextDatum(idempotency_key);
-
-	SPI_connect();
-	if (SPI_execute_with_args(sql, 4, types, values, nulls, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "looking up idempotency key failed");
-	if (SPI_processed > 0 &&
-		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(
-			SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull))))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invocation \"%s\" with idempotency key \"%s\" is not committed yet",
-						TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc, 1, &isnull)),
-						idempotency_key),
-				 errdetail("It was created by the current transaction, which durable.call cannot wait for."),
-				 errhint("Commit first, then wait for it with durable.await().")));
-	SPI_finish();
-}
-
 static Datum
 await_result(const char *id, Interval *timeout, bool *isnull)
 {
@@ -445,47 +402,6 @@ durable_await(PG_FUNCTION_ARGS)
 				 errmsg("timeout must not be NULL")));
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	d = await_result(id, PG_GETARG_INTERVAL_P(1), &isnull);
-	if (isnull)
-		PG_RETURN_NULL();
-	PG_RETURN_DATUM(d);
-}
-
-static char *
-text_arg_or_null(FunctionCallInfo fcinfo, int n)
-{
-	return PG_ARGISNULL(n) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
-/*
- * durable.call(service, handler, input jsonb, key, idempotency_key, timeout)
- */
-Datum
-durable_call(PG_FUNCTION_ARGS)
-{
-	char	   *service = text_arg_or_null(fcinfo, 0);
-	char	   *handler = text_arg_or_null(fcinfo, 1);
-	char	   *input = PG_ARGISNULL(2) ? NULL :
-		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
-	char	   *key = text_arg_or_null(fcinfo, 3);
-	char	   *idempotency_key = text_arg_or_null(fcinfo, 4);
-	char	   *id;
-	bool		isnull;
-	Datum		d;
-
-	if (service == NULL || handler == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("service and handler must not be NULL")));
-	if (PG_ARGISNULL(5))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be NULL")));
-	(void) interval_to_timeout_us(PG_GETARG_INTERVAL_P(5));
-	if (idempotency_key != NULL)
-		refuse_own_idempotency_key(service, handler, key, idempotency_key);
-
-	id = submit_invocation(service, handler, input, key, idempotency_key);
-	d = await_result(id, PG_GETARG_INTERVAL_P(5), &isnull);
 	if (isnull)
 		PG_RETURN_NULL();
 	PG_RETURN_DATUM(d);

@@ -7,9 +7,15 @@
  * durable.call must return the invocation's output, so the invocation has
  * to be committed before the caller's statement ends.  A function cannot
  * commit its caller's transaction, so a short-lived background worker,
- * connected to the same database as the same role, runs durable.send() and
- * commits.  Arguments and results travel through a dynamic shared memory
- * segment.
+ * connected to the same database, runs durable.send() as the calling role
+ * and commits.  Arguments and results travel through a dynamic shared
+ * memory segment.
+ *
+ * The worker works with the caller's rights, never more: it logs in as the
+ * caller's session user (a role that did log in) and then acts as the
+ * calling role (current_user), so EXECUTE on durable.send is checked for the
+ * caller.  Its search_path is pinned before any SPI, so that per-database or
+ * per-role settings cannot change what its query resolves to.
  *
  * IDENTIFICATION
  *	  src/submitter.c
@@ -28,6 +34,7 @@
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -43,7 +50,8 @@
 typedef struct SubmitRequest
 {
 	Oid			database;
-	Oid			role;
+	Oid			login_role;		/* the caller's session user */
+	Oid			role;			/* the caller's current user */
 	int			status;
 	int			sqlerrcode;
 	char		invocation_id[64];
@@ -81,7 +89,8 @@ submitter_main(Datum main_arg)
 	for (int i = 0; i < NARGS; i++)
 		args[i] = req->arg_offset[i] >= 0 ? req->data + req->arg_offset[i] : NULL;
 
-	BackgroundWorkerInitializeConnectionByOid(req->database, req->role, 0);
+	BackgroundWorkerInitializeConnectionByOid(req->database, req->login_role, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
 	PG_TRY();
 	{
@@ -99,11 +108,20 @@ submitter_main(Datum main_arg)
 
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+
+		/*
+		 * Act as the calling role, as SET ROLE would (no check needed: the
+		 * caller was running as it already).  A NOLOGIN role reached with
+		 * SET ROLE works too, as we logged in as the session user.
+		 */
+		if (req->role != req->login_role)
+			SetCurrentRoleId(req->role, superuser_arg(req->role));
+
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "durable: submitting invocation for durable.call");
 
-		if (SPI_execute_with_args("SELECT durable.send($1, $2, $3::jsonb, $4, $5)",
+		if (SPI_execute_with_args("SELECT durable.send($1, $2, $3::pg_catalog.jsonb, $4, $5)",
 								  NARGS, types, values, nulls, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "durable.send failed");
 		id = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
@@ -158,6 +176,7 @@ submit_invocation(const char *service, const char *handler,
 	req = dsm_segment_address(seg);
 	memset(req, 0, offsetof(SubmitRequest, data));
 	req->database = MyDatabaseId;
+	req->login_role = GetSessionUserId();
 	req->role = GetUserId();
 	req->status = SUBMIT_PENDING;
 	for (int i = 0; i < NARGS; i++)

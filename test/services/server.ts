@@ -216,6 +216,14 @@ async function control(path: string, req: Req, res: Res): Promise<void> {
 // ---------------------------------------------------------------- routing
 
 function discoveryFixture(path: string, res: Res): boolean {
+  // GET /redirect/<status>/<percent-encoded Location>/discover: a redirect
+  // answer, for the tests that check durable never follows one.
+  const redirect = /^\/redirect\/(30[0-8])\/([^/]+)\/discover$/.exec(path);
+  if (redirect) {
+    res.writeHead(Number(redirect[1]), { location: decodeURIComponent(redirect[2]), "content-type": "text/plain" });
+    res.end("moved\n");
+    return true;
+  }
   switch (path) {
     case "/broken/discover":
       res.writeHead(200, { "content-type": MANIFEST_CT });

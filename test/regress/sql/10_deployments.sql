@@ -45,6 +45,11 @@ SELECT durable.register_deployment(:'service', force => true) IS NOT NULL AS reg
 -- error paths
 \set VERBOSITY default
 SELECT durable.register_deployment('ftp://127.0.0.1:1');
+SELECT durable.register_deployment('file:///etc/passwd');
+SELECT durable.register_deployment('gopher://127.0.0.1:1/');
+SELECT durable.register_deployment('dict://127.0.0.1:1/');
+-- no redirect is followed (the test service answers one, to 127.0.0.1:1)
+SELECT durable.register_deployment(:'service' || '/redirect/302/http%3A%2F%2F127.0.0.1%3A1%2Fdiscover');
 SELECT durable.register_deployment(NULL);
 SELECT durable.register_deployment('http://127.0.0.1:1');
 SELECT durable.register_deployment(:'service' || '/missing');
