@@ -661,12 +661,14 @@ LANGUAGE C VOLATILE SECURITY DEFINER;
 CREATE FUNCTION durable.await(invocation_id text, timeout interval DEFAULT '1 min')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_await'
-LANGUAGE C VOLATILE SECURITY DEFINER;
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
 
 CREATE FUNCTION durable.output(invocation_id text)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_output'
-LANGUAGE C VOLATILE SECURITY DEFINER STRICT;
+LANGUAGE C VOLATILE SECURITY DEFINER STRICT
+SET search_path = pg_catalog, pg_temp;
 
 /*
  * ---------------------------------------------------------------------------

@@ -173,7 +173,7 @@ fire_timer_fn(void *arg)
  * work.  Returns the claimed attempts, to be started after commit.
  */
 static List *
-run_cycle(List *finished, bool *any_completed)
+run_cycle(List *finished, List **completed)
 {
 	List	   *claimed = NIL;
 	ListCell   *lc;
@@ -202,8 +202,16 @@ run_cycle(List *finished, bool *any_completed)
 
 		foreach(lc, finished)
 		{
-			if (apply_finished_attempt((Attempt *) lfirst(lc)) == ATTEMPT_COMPLETED)
-				*any_completed = true;
+			Attempt    *a = lfirst(lc);
+
+			if (apply_finished_attempt(a) == ATTEMPT_COMPLETED)
+			{
+				/* the id lives as long as the attempt: until after announcing */
+				MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+				*completed = lappend(*completed, a->invocation_id);
+				MemoryContextSwitchTo(old);
+			}
 		}
 
 		foreach(lc, store_take_due_timers(1000))
@@ -324,13 +332,14 @@ dispatcher_main(Datum main_arg)
 
 		if (finished != NIL || need_cycle)
 		{
-			bool		any_completed = false;
-			List	   *claimed = run_cycle(finished, &any_completed);
+			List	   *completed = NIL;
+			List	   *claimed = run_cycle(finished, &completed);
 			ListCell   *lc;
 
 			need_cycle = false;
-			if (any_completed)
-				shared_state_announce_completions();
+			/* committed: wake whoever waits for these invocations */
+			foreach(lc, completed)
+				shared_state_announce_completion((const char *) lfirst(lc));
 
 			foreach(lc, finished)
 			{
