@@ -39,9 +39,11 @@
 /*
  * SQLSTATE of an await that timed out.  Not query_canceled (57014): PL/pgSQL
  * "WHEN OTHERS" does not catch that one, and callers must be able to catch a
- * timeout and wait again.
+ * timeout and wait again.  Class "RD" is implementation-defined (it starts
+ * with a letter from I to Z, outside the classes reserved for the SQL
+ * standard) and unused by PostgreSQL.
  */
-#define ERRCODE_DURABLE_AWAIT_TIMEOUT MAKE_SQLSTATE('D','R','0','0','1')
+#define ERRCODE_DURABLE_AWAIT_TIMEOUT MAKE_SQLSTATE('R','D','0','0','1')
 
 /* An await longer than this (about 292,000 years) waits forever. */
 #define AWAIT_FOREVER PG_INT64_MAX
