@@ -56,7 +56,10 @@ LANGUAGE C VOLATILE;
 /*
  * ---------------------------------------------------------------------------
  * Tables.  These are the durable state of the runtime; the views further
- * down are the supported way to read them.
+ * down are the supported way to read them.  Each is registered with
+ * pg_extension_config_dump, so that pg_dump carries its rows (a dump of
+ * the database then keeps invocations, journals, state and timers, and a
+ * restore resumes them).
  * ---------------------------------------------------------------------------
  */
 
@@ -74,6 +77,7 @@ CREATE TABLE durable.deployment (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.deployment', '');
 
 CREATE TABLE durable.service (
     name                text PRIMARY KEY,
@@ -83,6 +87,7 @@ CREATE TABLE durable.service (
     revision            integer NOT NULL DEFAULT 1,
     options             jsonb NOT NULL DEFAULT '{}'
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.service', '');
 
 CREATE TABLE durable.handler (
     service_name        text NOT NULL REFERENCES durable.service (name)
@@ -92,6 +97,7 @@ CREATE TABLE durable.handler (
     options             jsonb NOT NULL DEFAULT '{}',
     PRIMARY KEY (service_name, name)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.handler', '');
 
 CREATE TABLE durable.invocation (
     id                  text PRIMARY KEY,
@@ -137,6 +143,7 @@ CREATE TABLE durable.invocation (
     completion_failure_code integer,
     output              bytea
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.invocation', '');
 
 CREATE INDEX invocation_runnable_idx ON durable.invocation (run_at)
     WHERE status IN ('ready', 'scheduled', 'backing-off');
@@ -163,6 +170,7 @@ CREATE TABLE durable.journal_entry (
     appended_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (invocation_id, index)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.journal_entry', '');
 
 CREATE TABLE durable.state_entry (
     service_name        text NOT NULL,
@@ -171,6 +179,7 @@ CREATE TABLE durable.state_entry (
     value               bytea NOT NULL,
     PRIMARY KEY (service_name, service_key, key)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.state_entry', '');
 
 /*
  * Virtual objects and workflows have a single writer per key: an exclusive
@@ -685,6 +694,7 @@ CREATE TABLE durable.timer (
     wake_at             timestamptz NOT NULL,
     PRIMARY KEY (invocation_id, completion_id)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.timer', '');
 CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
 
 /*
