@@ -341,6 +341,85 @@ LANGUAGE sql IMMUTABLE AS $$
                 THEN (options ->> field)::numeric::bigint END
 $$;
 
+/*
+ * Checks the numeric (and retry policy) options of one service or handler
+ * entry of a manifest.  Durable turns them into integers, intervals and
+ * timestamps later, when an invocation runs or fails; a value that does not
+ * fit there must be refused now, with the registration, rather than break
+ * every attempt of the handler.  Absent and JSON null options are fine (the
+ * durable.* settings apply).  p_handler is NULL for a service entry.
+ */
+CREATE FUNCTION durable._check_manifest_options(p_base text, p_service text,
+                                                p_handler text, p_entry jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- the largest integer a JSON number carries exactly (2^53 - 1); as
+    -- milliseconds, still an interval and a timestamp from now
+    max_ms      constant numeric := 9007199254740991;
+    field       text;
+    v           jsonb;
+    n           numeric;
+    ok          boolean;
+    hint        text;
+    shown       text;
+BEGIN
+    FOREACH field IN ARRAY ARRAY['retryPolicyMaxAttempts',
+                                 'retryPolicyInitialInterval', 'retryPolicyMaxInterval',
+                                 'inactivityTimeout', 'abortTimeout',
+                                 'idempotencyRetention', 'journalRetention',
+                                 'workflowCompletionRetention',
+                                 'retryPolicyExponentiationFactor',
+                                 'retryPolicyOnMaxAttempts'] LOOP
+        v := p_entry -> field;
+        CONTINUE WHEN v IS NULL OR jsonb_typeof(v) OPERATOR(pg_catalog.=) 'null';
+
+        IF field OPERATOR(pg_catalog.=) 'retryPolicyOnMaxAttempts' THEN
+            ok := jsonb_typeof(v) OPERATOR(pg_catalog.=) 'string'
+                  AND (v #>> '{}') OPERATOR(pg_catalog.=) ANY (ARRAY['PAUSE', 'KILL']);
+            hint := 'retryPolicyOnMaxAttempts must be "PAUSE" or "KILL".';
+        ELSE
+            ok := jsonb_typeof(v) OPERATOR(pg_catalog.=) 'number';
+            IF ok THEN
+                n := (v #>> '{}')::numeric;
+            END IF;
+            IF field OPERATOR(pg_catalog.=) 'retryPolicyMaxAttempts' THEN
+                ok := ok AND n OPERATOR(pg_catalog.=) trunc(n)
+                      AND n OPERATOR(pg_catalog.>=) 0
+                      AND n OPERATOR(pg_catalog.<=) 2147483647;
+                hint := 'retryPolicyMaxAttempts must be an integer from 0 to 2147483647 (0: no limit).';
+            ELSIF field OPERATOR(pg_catalog.=) 'retryPolicyExponentiationFactor' THEN
+                ok := ok AND n OPERATOR(pg_catalog.>=) 1 AND n OPERATOR(pg_catalog.<=) 100;
+                hint := 'retryPolicyExponentiationFactor must be a number from 1 to 100.';
+            ELSE
+                ok := ok AND n OPERATOR(pg_catalog.=) trunc(n)
+                      AND n OPERATOR(pg_catalog.>=) 0
+                      AND n OPERATOR(pg_catalog.<=) max_ms;
+                hint := format('%s is a duration in milliseconds: an integer from 0 to %s.',
+                               field, max_ms);
+            END IF;
+        END IF;
+
+        IF NOT ok THEN
+            -- a number may have thousands of digits: show its start
+            shown := CASE WHEN length(v::text) OPERATOR(pg_catalog.>) 40
+                          THEN left(v::text, 40) OPERATOR(pg_catalog.||) '...'
+                          ELSE v::text END;
+            RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', p_base
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = CASE WHEN p_handler IS NULL
+                                    THEN format('Service "%s" has %s %s.', p_service, field, shown)
+                                    ELSE format('Handler "%s" of service "%s" has %s %s.',
+                                                p_handler, p_service, field, shown)
+                               END,
+                      HINT = hint;
+        END IF;
+    END LOOP;
+END;
+$$;
+
 -- What re-registration compares: each service's type and its handlers' types.
 CREATE FUNCTION durable._manifest_shape(manifest jsonb)
 RETURNS jsonb
@@ -442,6 +521,16 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('Service "%s" has unknown type "%s".', svc ->> 'name', svc ->> 'ty');
         END IF;
+        PERFORM durable._check_manifest_options(base, svc ->> 'name', NULL, svc);
+        FOR hnd IN SELECT * FROM jsonb_array_elements(svc -> 'handlers') LOOP
+            IF jsonb_typeof(hnd) IS DISTINCT FROM 'object' OR coalesce(hnd ->> 'name', '') = '' THEN
+                RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('Service "%s" has a handler entry without a name: %s.',
+                                          svc ->> 'name', hnd::text);
+            END IF;
+            PERFORM durable._check_manifest_options(base, svc ->> 'name', hnd ->> 'name', hnd);
+        END LOOP;
     END LOOP;
 
     new_shape := durable._manifest_shape(v_manifest);
