@@ -68,7 +68,10 @@ LANGUAGE C VOLATILE;
 /*
  * ---------------------------------------------------------------------------
  * Tables.  These are the durable state of the runtime; the views further
- * down are the supported way to read them.
+ * down are the supported way to read them.  Each is registered with
+ * pg_extension_config_dump, so that pg_dump carries its rows (a dump of
+ * the database then keeps invocations, journals, state and timers, and a
+ * restore resumes them).
  * ---------------------------------------------------------------------------
  */
 
@@ -86,6 +89,7 @@ CREATE TABLE durable.deployment (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.deployment', '');
 
 CREATE TABLE durable.service (
     name                text PRIMARY KEY,
@@ -95,6 +99,7 @@ CREATE TABLE durable.service (
     revision            integer NOT NULL DEFAULT 1,
     options             jsonb NOT NULL DEFAULT '{}'
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.service', '');
 
 CREATE TABLE durable.handler (
     service_name        text NOT NULL REFERENCES durable.service (name)
@@ -104,6 +109,7 @@ CREATE TABLE durable.handler (
     options             jsonb NOT NULL DEFAULT '{}',
     PRIMARY KEY (service_name, name)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.handler', '');
 
 CREATE TABLE durable.invocation (
     id                  text PRIMARY KEY,
@@ -149,6 +155,7 @@ CREATE TABLE durable.invocation (
     completion_failure_code integer,
     output              bytea
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.invocation', '');
 
 CREATE INDEX invocation_runnable_idx ON durable.invocation (run_at)
     WHERE status IN ('ready', 'scheduled', 'backing-off');
@@ -175,6 +182,7 @@ CREATE TABLE durable.journal_entry (
     appended_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (invocation_id, index)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.journal_entry', '');
 
 CREATE TABLE durable.state_entry (
     service_name        text NOT NULL,
@@ -183,6 +191,7 @@ CREATE TABLE durable.state_entry (
     value               bytea NOT NULL,
     PRIMARY KEY (service_name, service_key, key)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.state_entry', '');
 
 /*
  * Virtual objects and workflows have a single writer per key: an exclusive
@@ -328,6 +337,85 @@ SELECT service_name, service_key, key,
  * ---------------------------------------------------------------------------
  */
 
+/*
+ * Checks the numeric (and retry policy) options of one service or handler
+ * entry of a manifest.  Durable turns them into integers, intervals and
+ * timestamps later, when an invocation runs or fails; a value that does not
+ * fit there must be refused now, with the registration, rather than break
+ * every attempt of the handler.  Absent and JSON null options are fine (the
+ * durable.* settings apply).  p_handler is NULL for a service entry.
+ */
+CREATE FUNCTION durable._check_manifest_options(p_base text, p_service text,
+                                                p_handler text, p_entry jsonb)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- the largest integer a JSON number carries exactly (2^53 - 1); as
+    -- milliseconds, still an interval and a timestamp from now
+    max_ms      constant numeric := 9007199254740991;
+    field       text;
+    v           jsonb;
+    n           numeric;
+    ok          boolean;
+    hint        text;
+    shown       text;
+BEGIN
+    FOREACH field IN ARRAY ARRAY['retryPolicyMaxAttempts',
+                                 'retryPolicyInitialInterval', 'retryPolicyMaxInterval',
+                                 'inactivityTimeout', 'abortTimeout',
+                                 'idempotencyRetention', 'journalRetention',
+                                 'workflowCompletionRetention',
+                                 'retryPolicyExponentiationFactor',
+                                 'retryPolicyOnMaxAttempts'] LOOP
+        v := p_entry -> field;
+        CONTINUE WHEN v IS NULL OR jsonb_typeof(v) OPERATOR(pg_catalog.=) 'null';
+
+        IF field OPERATOR(pg_catalog.=) 'retryPolicyOnMaxAttempts' THEN
+            ok := jsonb_typeof(v) OPERATOR(pg_catalog.=) 'string'
+                  AND (v #>> '{}') OPERATOR(pg_catalog.=) ANY (ARRAY['PAUSE', 'KILL']);
+            hint := 'retryPolicyOnMaxAttempts must be "PAUSE" or "KILL".';
+        ELSE
+            ok := jsonb_typeof(v) OPERATOR(pg_catalog.=) 'number';
+            IF ok THEN
+                n := (v #>> '{}')::numeric;
+            END IF;
+            IF field OPERATOR(pg_catalog.=) 'retryPolicyMaxAttempts' THEN
+                ok := ok AND n OPERATOR(pg_catalog.=) trunc(n)
+                      AND n OPERATOR(pg_catalog.>=) 0
+                      AND n OPERATOR(pg_catalog.<=) 2147483647;
+                hint := 'retryPolicyMaxAttempts must be an integer from 0 to 2147483647 (0: no limit).';
+            ELSIF field OPERATOR(pg_catalog.=) 'retryPolicyExponentiationFactor' THEN
+                ok := ok AND n OPERATOR(pg_catalog.>=) 1 AND n OPERATOR(pg_catalog.<=) 100;
+                hint := 'retryPolicyExponentiationFactor must be a number from 1 to 100.';
+            ELSE
+                ok := ok AND n OPERATOR(pg_catalog.=) trunc(n)
+                      AND n OPERATOR(pg_catalog.>=) 0
+                      AND n OPERATOR(pg_catalog.<=) max_ms;
+                hint := format('%s is a duration in milliseconds: an integer from 0 to %s.',
+                               field, max_ms);
+            END IF;
+        END IF;
+
+        IF NOT ok THEN
+            -- a number may have thousands of digits: show its start
+            shown := CASE WHEN length(v::text) OPERATOR(pg_catalog.>) 40
+                          THEN left(v::text, 40) OPERATOR(pg_catalog.||) '...'
+                          ELSE v::text END;
+            RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', p_base
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = CASE WHEN p_handler IS NULL
+                                    THEN format('Service "%s" has %s %s.', p_service, field, shown)
+                                    ELSE format('Handler "%s" of service "%s" has %s %s.',
+                                                p_handler, p_service, field, shown)
+                               END,
+                      HINT = hint;
+        END IF;
+    END LOOP;
+END;
+$$;
+
 -- What re-registration compares: each service's type and its handlers' types.
 CREATE FUNCTION durable._manifest_shape(manifest jsonb)
 RETURNS jsonb
@@ -429,6 +517,16 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       DETAIL = format('Service "%s" has unknown type "%s".', svc ->> 'name', svc ->> 'ty');
         END IF;
+        PERFORM durable._check_manifest_options(base, svc ->> 'name', NULL, svc);
+        FOR hnd IN SELECT * FROM jsonb_array_elements(svc -> 'handlers') LOOP
+            IF jsonb_typeof(hnd) IS DISTINCT FROM 'object' OR coalesce(hnd ->> 'name', '') = '' THEN
+                RAISE EXCEPTION 'deployment at "%" returned an invalid manifest', base
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = format('Service "%s" has a handler entry without a name: %s.',
+                                          svc ->> 'name', hnd::text);
+            END IF;
+            PERFORM durable._check_manifest_options(base, svc ->> 'name', hnd ->> 'name', hnd);
+        END LOOP;
     END LOOP;
 
     new_shape := durable._manifest_shape(v_manifest);
@@ -688,6 +786,7 @@ CREATE TABLE durable.timer (
     wake_at             timestamptz NOT NULL,
     PRIMARY KEY (invocation_id, completion_id)
 );
+SELECT pg_catalog.pg_extension_config_dump('durable.timer', '');
 CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
 
 /*

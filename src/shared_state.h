@@ -13,8 +13,6 @@
 
 #include "postgres.h"
 
-#include "storage/condition_variable.h"
-
 extern void shared_state_register_hooks(void);
 
 /* Dispatchers announce themselves so that committers can wake them. */
@@ -38,11 +36,17 @@ extern void shared_state_wake_dispatchers(void);
 extern void shared_state_wake_dispatchers_at_commit(void);
 
 /*
- * Backends waiting for invocation results sleep on this condition variable;
- * dispatchers broadcast it after committing completed invocations.
- * Returns NULL when durable was not preloaded.
+ * A backend waiting for an invocation's result registers the invocation id
+ * before each look at the invocation and sleeps on its own latch; once a
+ * completion is committed, the dispatcher announces the id, which sets the
+ * latches of the backends waiting for that id only.  Different ids may share
+ * a hash: such a waiter is woken needlessly and just looks again.
+ *
+ * shared_state_wait_for_completion returns false (and registers nothing)
+ * when durable was not preloaded; the caller then has to poll.
  */
-extern ConditionVariable *shared_state_completion_cv(void);
+extern bool shared_state_wait_for_completion(const char *invocation_id);
+extern void shared_state_stop_waiting(void);
 extern void shared_state_announce_completion(const char *invocation_id);
 
 #endif							/* DURABLE_SHARED_STATE_H */

@@ -155,6 +155,20 @@ function misbehave(mode: Mode, path: string, req: Req, res: Res): void {
   }
 }
 
+// ---------------------------------------------------------------- crafted manifests
+
+// Manifests queued by POST /control/manifest: each answers one later
+// GET .../discover (on any port and path), oldest first, instead of the SDK.
+let craftedManifests: string[] = [];
+
+function serveCraftedManifest(path: string, res: Res): boolean {
+  if (!path.endsWith("/discover") || craftedManifests.length === 0) return false;
+  const body = craftedManifests.shift() as string;
+  res.writeHead(200, { "content-type": MANIFEST_CT, "x-restate-server": "durable-test-crafted" });
+  res.end(body);
+  return true;
+}
+
 // ---------------------------------------------------------------- controls
 
 async function readBody(req: Req): Promise<string> {
@@ -199,6 +213,15 @@ async function control(path: string, req: Req, res: Res): Promise<void> {
       return sendJson(res, 200, misbehaveState());
     }
     return sendJson(res, 200, misbehaveState());
+  }
+
+  if (path === "/control/manifest") {
+    if (method === "DELETE") craftedManifests = [];
+    else if (method === "POST") {
+      if (!("manifest" in body)) return sendJson(res, 400, { error: 'body must be {"manifest": ...}' });
+      craftedManifests.push(JSON.stringify(body.manifest));
+    }
+    return sendJson(res, 200, { pending: craftedManifests.length });
   }
 
   if (path === "/control/variant") {
@@ -251,7 +274,7 @@ function route(req: Req, res: Res): void {
     });
     return;
   }
-  if (req.method === "GET" && discoveryFixture(path, res)) return;
+  if (req.method === "GET" && (serveCraftedManifest(path, res) || discoveryFixture(path, res))) return;
 
   if (req.method === "POST") {
     const m = /\/invoke\/(.+)$/.exec(path);
