@@ -2,8 +2,8 @@
  *
  * sql_api.c
  *	  SQL-callable functions of the public API that need C: waiting for
- *	  results (durable.await, durable.call, durable.output) and the small
- *	  helpers the SQL parts of the API are built on.
+ *	  results (durable.await, durable.output) and the small helpers the SQL
+ *	  parts of the API are built on.  durable.call is in call.c.
  *
  * IDENTIFICATION
  *	  src/sql_api.c

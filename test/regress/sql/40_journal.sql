@@ -27,6 +27,11 @@ SELECT test_effects('%"svc":"Steps"%"inv":"' || :'id' || '"%') AS step_execution
 SELECT durable.decode_entry(1041, raw) = entry AS same
   FROM durable.journal WHERE id = :'id' AND index = 1;
 SELECT durable.entry_type_name(t) FROM unnest(ARRAY[0, 1, 2, 3, 5, 1024, 1025, 1041, 32785, 64511, 64512]) t;
+SELECT durable.entry_type('Run') AS run, durable.entry_type('SleepCompletion') AS sleep_completion,
+       durable.entry_kind(durable.entry_type('Input')) AS input,
+       durable.entry_kind(durable.entry_type('RunCompletion')) AS run_completion,
+       durable.entry_kind(durable.entry_type('End')) AS "end";
+SELECT durable.entry_type('NoSuchEntry');
 SELECT durable.decode_entry(1041, '\xdeadbeef');
 
 -- journal rows join with the invocations view
