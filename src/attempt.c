@@ -47,7 +47,10 @@ attempt_destroy(Attempt *a)
 {
 	/* A started transfer owns the header list and frees it. */
 	if (a->started)
+	{
 		http_client_release(&a->transfer);
+		frame_reader_release(&a->reader);
+	}
 	else if (a->request_headers != NULL)
 		curl_slist_free_all(a->request_headers);
 	MemoryContextDelete(a->cxt);
@@ -198,12 +201,14 @@ attempt_start(Attempt *a)
 	Assert(!a->started && a->uri != NULL && a->request.len > 0);
 
 	a->transfer.owner = a;
+	frame_reader_init(&a->reader, a->cxt, (size_t) durable_max_message_size,
+					  (size_t) durable_max_response_size);
 	http_client_start_post(&a->transfer, a->url,
 						   http_version_from_text(a->http_version),
 						   a->request_headers,
 						   a->request.data, a->request.len,
 						   a->inactivity_timeout_ms, a->abort_timeout_ms,
-						   (size_t) durable_max_message_size);
+						   frame_reader_sink, &a->reader);
 	a->started = true;
 	MemoryContextSwitchTo(old);
 }
@@ -366,25 +371,23 @@ static AttemptOutcome
 fail_transport(Attempt *a)
 {
 	HttpTransfer *t = &a->transfer;
+	FrameReader *r = &a->reader;
 
-	if (t->frame_too_large)
-		return fail(a, 413, -1,
-					"service sent a message of %u bytes, more than durable.max_message_size (%d bytes)",
-					t->too_large_length, durable_max_message_size);
-	if (t->response_too_large)
-		return fail(a, 413, -1,
-					"service sent more than %zu bytes in one response",
-					(size_t) t->response.len);
+	if (r->refusal == FRAME_READER_OVER_BUDGET ||
+		r->refusal == FRAME_READER_OUT_OF_MEMORY)
+		return fail(a, 503, -1, "%s", frame_reader_refusal_message(r));
+	if (r->refusal != FRAME_READER_OK)
+		return fail(a, 413, -1, "%s", frame_reader_refusal_message(r));
 	if (t->result == CURLE_OPERATION_TIMEDOUT)
 		return fail(a, 504, -1, "attempt timed out: %s",
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
 	if (t->result != CURLE_OK)
 		return fail(a, 503, -1, "could not reach service at %s: %s", a->url,
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-	if (t->response.len > (int) t->scan_offset)
+	if (r->len > r->complete_offset)
 		return fail(a, 571, -1,
-					"service stream ended in the middle of a message (%d bytes left over)",
-					t->response.len - (int) t->scan_offset);
+					"service stream ended in the middle of a message (%zu bytes left over)",
+					r->len - r->complete_offset);
 	return fail(a, 571, -1, "service stream ended without End, Suspension or Error");
 }
 
@@ -633,20 +636,21 @@ AttemptOutcome
 attempt_apply_response(Attempt *a)
 {
 	HttpTransfer *t = &a->transfer;
+	FrameReader *r = &a->reader;
 	AttemptOutcome outcome = ATTEMPT_FAILED;
 	size_t		offset = 0;
 
 	if (a->uri == NULL)
 		return fail(a, 404, -1, "service \"%s\" is no longer registered", a->service_name);
 	Assert(a->started && t->finished);
-	Assert(t->scan_offset <= (size_t) t->response.len);
+	Assert(r->complete_offset <= r->len);
 
 	if (!t->status_ok)
 	{
 		if (t->status == 0)
 			return fail_transport(a);
 		return fail(a, (int) t->status, -1, "service answered HTTP %ld: %s", t->status,
-					printable(t->response.data, t->response.len));
+					printable(t->error_body.data, t->error_body.len));
 	}
 
 	/* A response in another format cannot be trusted to mean anything. */
@@ -660,12 +664,12 @@ attempt_apply_response(Attempt *a)
 						ct ? printable(ct, strlen(ct)) : "", a->expected_content_type);
 	}
 
-	while (offset < t->scan_offset)
+	while (offset < r->complete_offset)
 	{
 		uint16		type;
 		uint16		flags;
 		uint32		len;
-		const uint8 *frame = (const uint8 *) t->response.data + offset;
+		const uint8 *frame = (const uint8 *) r->data + offset;
 
 		frame_header_read(frame, &type, &flags, &len);
 		offset += PROTOCOL_FRAME_HEADER_SIZE + len;

@@ -19,6 +19,7 @@
 #include "nodes/pg_list.h"
 #include "utils/timestamp.h"
 
+#include "frame_reader.h"
 #include "http_client.h"
 #include "invocation_id.h"
 
@@ -56,6 +57,7 @@ typedef struct Attempt
 	char	   *expected_content_type;
 
 	HttpTransfer transfer;
+	FrameReader reader;			/* the response's frames */
 	bool		started;
 
 	/* Collected while applying the response */

@@ -217,6 +217,9 @@ run_cycle(List *finished, bool *any_completed)
 		}
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
+		/* Over the memory budget: let running attempts drain first. */
+		if (!http_client_has_room())
+			capacity = 0;
 		if (capacity > 0)
 		{
 			claimed = store_claim(my_slot, capacity, attempts_cxt, loop_cxt);

@@ -35,6 +35,8 @@ extern int	durable_inactivity_timeout_ms;
 extern int	durable_abort_timeout_ms;
 extern int	durable_discovery_timeout_ms;
 extern int	durable_max_message_size;
+extern int	durable_max_response_size;
+extern int	durable_dispatcher_memory_budget_kb;
 extern char *durable_tls_ca_file;
 
 /* Entry points of our background workers (exported for the postmaster). */
