@@ -26,6 +26,7 @@
 #include "journal_store.h"
 #include "protocol.h"
 #include "protocol.pb-c.h"
+#include "utf8.h"
 
 Attempt *
 attempt_create(MemoryContext parent)
@@ -275,7 +276,7 @@ scan_command_fields(const uint8 *p, size_t len, char **name, int *completion_id)
 				if (!read_varint(&p, end, &v) || v > (uint64) (end - p))
 					return false;
 				if (field == 12)
-					*name = pnstrdup((const char *) p, (Size) v);
+					*name = utf8_make_valid((const char *) p, (size_t) v);
 				p += v;
 				break;
 			case 5:				/* 32-bit */
@@ -362,7 +363,9 @@ fail(Attempt *a, int code, int64 retry_delay_ms, const char *fmt,...)
 			break;
 		enlargeStringInfo(&msg, needed);
 	}
-	store_attempt_failed(a->invocation_id, code, msg.data, retry_delay_ms, false);
+	/* Messages quote the service; keep them valid text. */
+	store_attempt_failed(a->invocation_id, code,
+						 utf8_make_valid(msg.data, msg.len), retry_delay_ms, false);
 	return ATTEMPT_FAILED;
 }
 
@@ -423,7 +426,9 @@ apply_message(Attempt *a, uint16 msg_type, const uint8 *body, uint32 len,
 					{
 						a->output_failed = true;
 						a->output_failure_code = m->failure->code;
-						a->output_failure_message = pstrdup(m->failure->message ? m->failure->message : "");
+						a->output_failure_message = m->failure->message
+							? utf8_make_valid(m->failure->message, strlen(m->failure->message))
+							: pstrdup("");
 					}
 					else if (m->result_case == WIRE__OUTPUT_COMMAND_MESSAGE__RESULT_VALUE &&
 							 m->value != NULL)

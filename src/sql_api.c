@@ -16,6 +16,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
@@ -32,6 +33,7 @@
 #include "protocol.pb-c.h"
 #include "shared_state.h"
 #include "submitter.h"
+#include "utf8.h"
 
 /*
  * SQLSTATE of an await that timed out.  Not query_canceled (57014): PL/pgSQL
@@ -247,7 +249,15 @@ output_to_jsonb(const char *id, bytea *output, bool *isnull)
 	*isnull = (output == NULL || VARSIZE_ANY_EXHDR(output) == 0);
 	if (*isnull)
 		return (Datum) 0;
-	json = text_to_cstring((text *) output);
+	/*
+	 * jsonb_in does not check the encoding, and a service may have sent
+	 * anything: invalid UTF-8 would make a table that saves this value
+	 * impossible to restore from a dump.
+	 */
+	if (GetDatabaseEncoding() == PG_UTF8)
+		json = utf8_make_valid(VARDATA_ANY(output), VARSIZE_ANY_EXHDR(output));
+	else
+		json = text_to_cstring((text *) output);
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 }
 
