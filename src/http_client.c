@@ -48,6 +48,13 @@ static TimestampTz curl_deadline = 0;
 /* Bytes of request and response bodies held by this process's transfers. */
 static size_t buffered = 0;
 
+/*
+ * What a transfer holds besides its bodies, charged to the budget as a
+ * fixed estimate: libcurl's upload and download buffers (64 kB and 16 kB
+ * by default) and its connection and HTTP/2 session state.
+ */
+#define TRANSFER_OVERHEAD (96 * 1024)
+
 /* Non-2xx bodies are only kept for the error message. */
 #define ERROR_BODY_LIMIT 2048
 
@@ -245,8 +252,8 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	t->headers = headers;
 	t->body = body;
 	t->body_len = body_len;
-	t->body_charged = body_len;
-	http_client_charge(body_len);
+	t->body_charged = body_len + TRANSFER_OVERHEAD;
+	http_client_charge(t->body_charged);
 	t->sink = sink;
 	t->sink_context = sink_context;
 	t->sink_refused = false;

@@ -34,7 +34,8 @@ typedef struct HttpTransfer
 	/* Request body; must stay valid until the transfer is finished. */
 	const char *body;
 	size_t		body_len;
-	size_t		body_charged;	/* bytes of it charged to the budget */
+	size_t		body_charged;	/* it and the transfer's own buffers, as
+								 * charged to the budget */
 
 	/* Response */
 	HttpSink	sink;
@@ -73,7 +74,8 @@ extern void http_client_init(void);
 /*
  * The dispatcher's memory budget (durable.dispatcher_memory_budget): bytes
  * of request and response bodies held by this process's transfers.
- * Request bodies are charged when a transfer starts; response buffers
+ * Request bodies (with an estimate of libcurl's own buffers) are charged
+ * when a transfer starts; response buffers
  * reserve their room before they grow (http_client_reserve refuses what
  * would exceed the budget).  The dispatcher claims new attempts only while
  * http_client_has_room().
