@@ -63,6 +63,9 @@ static size_t buffered = 0;
  * system when freed.  Setting it also stops glibc from raising it after
  * each large free (its default, dynamic threshold climbs to 32 MB, which
  * is how a dispatcher kept hundreds of megabytes after large responses).
+ * Measured with test/t/080_memory.pl (200 attempts streaming 1 MB
+ * messages, 64 MB budget): peak resident size rose by 54 MB with these
+ * settings and by 81 MB, beyond the budget, without them.
  */
 #define MMAP_THRESHOLD (256 * 1024)
 /* Free memory at the top of the heap beyond this is returned as well. */
