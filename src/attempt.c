@@ -210,6 +210,7 @@ attempt_start(Attempt *a)
 						   a->request.data, a->request.len,
 						   a->inactivity_timeout_ms, a->abort_timeout_ms,
 						   frame_reader_sink, &a->reader);
+	a->reader.other_charge = a->transfer.body_charged;
 	a->started = true;
 	MemoryContextSwitchTo(old);
 }

@@ -91,7 +91,9 @@ reserve(FrameReader *r, size_t needed, uint32 frame_length)
 	if (!http_client_reserve(want - r->capacity))
 	{
 		want = needed;
-		if (!http_client_reserve(want - r->capacity))
+		if (http_client_buffered() <= r->capacity + r->other_charge)
+			http_client_charge(want - r->capacity);	/* alone: go on */
+		else if (!http_client_reserve(want - r->capacity))
 			return refuse(r, FRAME_READER_OVER_BUDGET, frame_length, needed);
 	}
 

@@ -40,6 +40,14 @@ typedef struct FrameReader
 	int			complete_frames;
 	bool		terminal;		/* a whole End, Suspension or Error arrived */
 
+	/*
+	 * Bytes charged to the budget elsewhere on this response's behalf (the
+	 * request body), set by the owner.  A reader may always grow while it
+	 * and they are all the dispatcher holds, so that an attempt larger than
+	 * the budget still makes progress on its own.
+	 */
+	size_t		other_charge;
+
 	/* Limits, and the first one that was hit */
 	size_t		max_message;
 	size_t		max_response;
