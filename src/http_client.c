@@ -51,9 +51,10 @@ static size_t buffered = 0;
 /*
  * What a transfer holds besides its bodies, charged to the budget as a
  * fixed estimate: libcurl's upload and download buffers (64 kB and 16 kB
- * by default) and its connection and HTTP/2 session state.
+ * by default), and, since every attempt has a connection of its own, the
+ * connection's input buffer and HTTP/2 session (about 48 kB more).
  */
-#define TRANSFER_OVERHEAD (96 * 1024)
+#define TRANSFER_OVERHEAD (128 * 1024)
 
 /* Non-2xx bodies are only kept for the error message. */
 #define ERROR_BODY_LIMIT 2048
