@@ -237,8 +237,8 @@ frame_reader_refusal_message(const FrameReader *r)
 			return psprintf("service sent a response of at least %zu bytes, more than durable.max_response_size (%zu bytes)",
 							r->refused_total, r->max_response);
 		case FRAME_READER_OVER_BUDGET:
-			return psprintf("dispatcher memory budget exhausted: a message of %u bytes would exceed durable.dispatcher_memory_budget (%zu bytes buffered, budget %zu bytes); will retry",
-							r->refused_length, r->refused_buffered,
+			return psprintf("dispatcher memory budget exhausted: buffering %zu bytes of this response would exceed durable.dispatcher_memory_budget (%zu of %zu bytes in use)",
+							r->refused_total, r->refused_buffered,
 							http_client_budget());
 		case FRAME_READER_OUT_OF_MEMORY:
 			return psprintf("out of memory buffering a response of %zu bytes",
