@@ -33,6 +33,7 @@
 #include "durable.h"
 #include "protocol.h"
 #include "protocol.pb-c.h"
+#include "utf8.h"
 
 Attempt *
 attempt_create(MemoryContext parent)
@@ -54,7 +55,10 @@ attempt_destroy(Attempt *a)
 {
 	/* A started transfer owns the header list and frees it. */
 	if (a->started)
+	{
 		http_client_release(&a->transfer);
+		frame_reader_release(&a->reader);
+	}
 	else if (a->request_headers != NULL)
 		curl_slist_free_all(a->request_headers);
 	MemoryContextDelete(a->cxt);
@@ -332,12 +336,15 @@ attempt_start(Attempt *a)
 	Assert(!a->started && a->uri != NULL && a->request.len > 0);
 
 	a->transfer.owner = a;
+	frame_reader_init(&a->reader, a->cxt, (size_t) durable_max_message_size,
+					  (size_t) durable_max_response_size);
 	http_client_start_post(&a->transfer, a->url,
 						   http_version_from_text(a->http_version),
 						   a->request_headers,
 						   a->request.data, a->request.len,
 						   a->inactivity_timeout_ms, a->abort_timeout_ms,
-						   (size_t) durable_max_message_size);
+						   frame_reader_sink, &a->reader);
+	a->reader.other_charge = a->transfer.body_charged;
 	a->started = true;
 	MemoryContextSwitchTo(old);
 }
@@ -347,54 +354,25 @@ attempt_start(Attempt *a)
  * ----------------------------------------------------------------------
  */
 
-#define UTF8_REPLACEMENT "\xEF\xBF\xBD"
-
 /*
  * Text from a service for a text column or a log line.  Services may send
  * any bytes; stored as they are, invalid UTF-8 would make a later dump of
- * the database (or of a table that copied the text) fail to restore.  Each
- * invalid sequence and NUL byte becomes U+FFFD.  In a database whose
- * encoding is not UTF-8 every non-ASCII byte becomes '?'.
+ * the database (or of a table that copied the text) fail to restore.  In a
+ * UTF-8 database invalid sequences and NUL bytes become U+FFFD; in a
+ * database of another encoding every non-ASCII byte becomes '?'.
  */
 char *
 attempt_text(const char *data, size_t len)
 {
-	StringInfoData s;
-	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
-	size_t		i = 0;
+	char	   *s;
 
-	initStringInfo(&s);
-	while (i < len)
-	{
-		unsigned char c = (unsigned char) data[i];
-		int			n;
-
-		if (c != 0 && c < 0x80)
-		{
-			appendStringInfoChar(&s, (char) c);
-			i++;
-			continue;
-		}
-		if (!utf8)
-		{
-			appendStringInfoChar(&s, '?');
-			i++;
-			continue;
-		}
-		n = (c == 0) ? 0 : pg_utf_mblen((const unsigned char *) data + i);
-		if (n > 1 && i + n <= len &&
-			pg_utf8_islegal((const unsigned char *) data + i, n))
-		{
-			appendBinaryStringInfo(&s, data + i, n);
-			i += n;
-		}
-		else
-		{
-			appendStringInfoString(&s, UTF8_REPLACEMENT);
-			i++;
-		}
-	}
-	return s.data;
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return utf8_make_valid(data, len);
+	s = palloc(len + 1);
+	for (size_t i = 0; i < len; i++)
+		s[i] = (data[i] > 0 && (unsigned char) data[i] < 0x80) ? data[i] : '?';
+	s[len] = '\0';
+	return s;
 }
 
 /* What decoding has seen so far of the response. */
@@ -477,25 +455,23 @@ static void
 set_transport_failure(Attempt *a, AttemptEffects *fx)
 {
 	HttpTransfer *t = &a->transfer;
+	FrameReader *r = &a->reader;
 
-	if (t->frame_too_large)
-		set_failure(fx, FAILURE_TOO_LARGE, -1,
-					"service sent a message of %u bytes, more than durable.max_message_size (%d bytes)",
-					t->too_large_length, durable_max_message_size);
-	else if (t->response_too_large)
-		set_failure(fx, FAILURE_TOO_LARGE, -1,
-					"service sent more than %zu bytes in one response",
-					(size_t) t->response.len);
+	if (r->refusal == FRAME_READER_OVER_BUDGET ||
+		r->refusal == FRAME_READER_OUT_OF_MEMORY)
+		set_failure(fx, FAILURE_UNREACHABLE, -1, "%s", frame_reader_refusal_message(r));
+	else if (r->refusal != FRAME_READER_OK)
+		set_failure(fx, FAILURE_TOO_LARGE, -1, "%s", frame_reader_refusal_message(r));
 	else if (t->result == CURLE_OPERATION_TIMEDOUT)
 		set_failure(fx, FAILURE_TIMEOUT, -1, "attempt timed out: %s",
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
 	else if (t->result != CURLE_OK)
 		set_failure(fx, FAILURE_UNREACHABLE, -1, "could not reach service at %s: %s", a->url,
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
-	else if (t->response.len > (int) t->scan_offset)
+	else if (r->len > r->complete_offset)
 		set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
-					"service stream ended in the middle of a message (%d bytes left over)",
-					t->response.len - (int) t->scan_offset);
+					"service stream ended in the middle of a message (%zu bytes left over)",
+					r->len - r->complete_offset);
 	else
 		set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
 					"service stream ended without End, Suspension or Error");
@@ -909,6 +885,7 @@ void
 attempt_decode_response(Attempt *a, AttemptEffects *fx)
 {
 	HttpTransfer *t = &a->transfer;
+	FrameReader *r = &a->reader;
 	DecodeState st = {0};
 	size_t		offset = 0;
 	ListCell   *lc;
@@ -922,7 +899,7 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 					t->errbuf);
 		return;
 	}
-	Assert(t->scan_offset <= (size_t) t->response.len);
+	Assert(r->complete_offset <= r->len);
 
 	if (!t->status_ok)
 	{
@@ -930,7 +907,7 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 			set_transport_failure(a, fx);
 		else
 			set_failure(fx, (int) Min(t->status, 599L), -1, "service answered HTTP %ld: %s",
-						t->status, printable(t->response.data, t->response.len));
+						t->status, printable(t->error_body.data, t->error_body.len));
 		return;
 	}
 
@@ -963,12 +940,12 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 		st.state = lappend(st.state, s);
 	}
 
-	while (offset < t->scan_offset)
+	while (offset < r->complete_offset)
 	{
 		uint16		type;
 		uint16		flags;
 		uint32		len;
-		const uint8 *frame = (const uint8 *) t->response.data + offset;
+		const uint8 *frame = (const uint8 *) r->data + offset;
 
 		frame_header_read(frame, &type, &flags, &len);
 		offset += PROTOCOL_FRAME_HEADER_SIZE + len;

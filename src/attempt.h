@@ -25,6 +25,7 @@
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+#include "frame_reader.h"
 #include "http_client.h"
 #include "invocation_id.h"
 
@@ -82,6 +83,7 @@ typedef struct Attempt
 	char	   *expected_content_type;
 
 	HttpTransfer transfer;
+	FrameReader reader;			/* the response's frames */
 	bool		started;
 } Attempt;
 

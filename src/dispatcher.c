@@ -152,6 +152,9 @@ run_cycle(List *finished, List **completed_ids)
 		}
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
+		/* Over the memory budget: let running attempts drain first. */
+		if (!http_client_has_room())
+			capacity = 0;
 		if (capacity > 0)
 			claimed = lifecycle_claim(my_slot, capacity, attempts_cxt, loop_cxt);
 		next_wakeup = lifecycle_next_wakeup();

@@ -40,6 +40,8 @@ int			durable_abort_timeout_ms = 600000;
 int			durable_discovery_timeout_ms = 10000;
 int			durable_max_message_size = 32 * 1024 * 1024;
 int			durable_max_journal_size = 256 * 1024 * 1024;
+int			durable_max_response_size = 64 * 1024 * 1024;
+int			durable_dispatcher_memory_budget_kb = 256 * 1024;
 char	   *durable_tls_ca_file = NULL;
 char	   *durable_allowed_hosts = NULL;
 
@@ -144,6 +146,22 @@ define_settings(void)
 							&durable_max_journal_size,
 							256 * 1024 * 1024, 1024, 900 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.max_response_size",
+							gettext_noop("Largest response accepted from a service for one attempt."),
+							gettext_noop("An attempt whose response grows beyond it fails; "
+										 "the limit applies to all its messages together."),
+							&durable_max_response_size,
+							64 * 1024 * 1024, 1024, 1024 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.dispatcher_memory_budget",
+							gettext_noop("Memory each dispatcher may hold in request and response bodies."),
+							gettext_noop("A dispatcher over it claims no new attempts, and an "
+										 "attempt whose next message would exceed it fails and is retried."),
+							&durable_dispatcher_memory_budget_kb,
+							256 * 1024, 1024, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("durable.tls_ca_file",

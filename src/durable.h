@@ -36,6 +36,8 @@ extern int	durable_abort_timeout_ms;
 extern int	durable_discovery_timeout_ms;
 extern int	durable_max_message_size;
 extern int	durable_max_journal_size;
+extern int	durable_max_response_size;
+extern int	durable_dispatcher_memory_budget_kb;
 extern char *durable_tls_ca_file;
 extern char *durable_allowed_hosts;
 

@@ -38,6 +38,7 @@
 #include "invocation_id.h"
 #include "protocol.h"
 #include "protocol.pb-c.h"
+#include "utf8.h"
 
 PG_FUNCTION_INFO_V1(durable_decode_entry);
 
@@ -338,17 +339,33 @@ obj_bool(JsonObject *obj, const char *key, bool value)
 }
 
 /*
- * A protobuf string.  protobuf-c does not check UTF-8, so these go through
- * the same text check as any other bytes.
+ * A protobuf string (a name, a message).  protobuf-c does not check UTF-8;
+ * in a UTF-8 database invalid bytes become U+FFFD, so the text stays
+ * readable (and the jsonb dumpable).  Elsewhere the same text check as for
+ * any other bytes applies.
  */
 static void
 obj_string(JsonObject *obj, const char *key, const char *value)
 {
+	size_t		len;
+
 	obj_key(obj, key);
 	if (value == NULL)
+	{
 		appendStringInfoString(obj->buf, "null");
+		return;
+	}
+	len = strlen(value);
+	if (GetDatabaseEncoding() == PG_UTF8 && len <= RENDER_MAX_BYTES &&
+		!utf8_is_valid(value, len))
+	{
+		char	   *valid = utf8_make_valid(value, len);
+
+		escape_json(obj->buf, valid);
+		pfree(valid);
+	}
 	else
-		json_append_text(obj->buf, value, strlen(value));
+		json_append_text(obj->buf, value, len);
 }
 
 /*

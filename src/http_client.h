@@ -18,6 +18,14 @@
 
 #include "lib/stringinfo.h"
 
+/*
+ * Where the body of a 2xx response goes, as it arrives.  Returns how many
+ * of the len bytes it took; anything less aborts the transfer (result
+ * CURLE_WRITE_ERROR, sink_refused set).  Runs inside a libcurl callback:
+ * it must not raise an error.
+ */
+typedef size_t (*HttpSink) (void *context, const char *data, size_t len);
+
 typedef struct HttpTransfer
 {
 	CURL	   *easy;
@@ -26,16 +34,16 @@ typedef struct HttpTransfer
 	/* Request body; must stay valid until the transfer is finished. */
 	const char *body;
 	size_t		body_len;
+	size_t		body_charged;	/* it and the transfer's own buffers, as
+								 * charged to the budget */
 
 	/* Response */
-	StringInfoData response;
+	HttpSink	sink;
+	void	   *sink_context;
+	bool		sink_refused;
 	long		status;			/* HTTP status, 0 until headers arrived */
-	bool		status_ok;		/* 2xx: response carries protocol frames */
-	size_t		scan_offset;	/* start of the next unscanned frame */
-	bool		frame_too_large;
-	bool		response_too_large;
-	uint32		too_large_length;
-	size_t		max_message_size;
+	bool		status_ok;		/* 2xx: the body went to the sink */
+	StringInfoData error_body;	/* first bytes of a non-2xx body */
 
 	/* Completion */
 	bool		finished;
@@ -57,11 +65,33 @@ extern HttpVersionChoice http_version_from_text(const char *text);
 /* HTTP version and TLS settings shared by invocations and discovery. */
 extern void http_configure(CURL *easy, const char *url, HttpVersionChoice version);
 
+/*
+ * Prepares the process for transfers: the libcurl multi handle, and malloc
+ * settings that give large freed buffers back to the system.
+ */
 extern void http_client_init(void);
 
 /*
- * Starts a POST of body to url.  The transfer struct (and body, headers)
- * must live until http_client_next_finished returns it.
+ * The dispatcher's memory budget (durable.dispatcher_memory_budget): bytes
+ * of request and response bodies held by this process's transfers.
+ * Request bodies (with an estimate of libcurl's own buffers) are charged
+ * when a transfer starts; response buffers
+ * reserve their room before they grow (http_client_reserve refuses what
+ * would exceed the budget).  The dispatcher claims new attempts only while
+ * http_client_has_room().
+ */
+extern bool http_client_reserve(size_t bytes);
+extern void http_client_charge(size_t bytes);
+extern void http_client_uncharge(size_t bytes);
+extern size_t http_client_buffered(void);
+extern size_t http_client_budget(void);
+extern bool http_client_has_room(void);
+
+/*
+ * Starts a POST of body to url.  The transfer struct (and body, headers,
+ * and the sink's context) must live until http_client_release.  The body
+ * of a 2xx response goes to sink; of any other, the first 2 kB are kept in
+ * error_body.
  */
 extern void http_client_start_post(HttpTransfer *t, const char *url,
 								   HttpVersionChoice version,
@@ -69,9 +99,12 @@ extern void http_client_start_post(HttpTransfer *t, const char *url,
 								   const char *body, size_t body_len,
 								   long inactivity_timeout_ms,
 								   long abort_timeout_ms,
-								   size_t max_message_size);
+								   HttpSink sink, void *sink_context);
 
-/* Releases the libcurl handle of a transfer, finished or not. */
+/*
+ * Releases the libcurl handle of a transfer, finished or not, and the
+ * budget charge of its request body.  Calling it twice is harmless.
+ */
 extern void http_client_release(HttpTransfer *t);
 
 /*

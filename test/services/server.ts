@@ -30,9 +30,12 @@ interface Res {
   readonly headersSent: boolean;
   writeHead(status: number, headers?: Record<string, string | string[]>): unknown;
   flushHeaders?(): void; // present at runtime on both, missing in @types/node for http2
+  write(data: string | Uint8Array): boolean;
   end(data?: string | Uint8Array): unknown;
   destroy(): unknown;
-  on(event: "close" | "error", listener: (...args: unknown[]) => void): unknown;
+  on(event: "close" | "error" | "drain", listener: (...args: unknown[]) => void): unknown;
+  once(event: "close" | "drain", listener: (...args: unknown[]) => void): unknown;
+  readonly stream?: http2.ServerHttp2Stream; // HTTP/2 only
 }
 type Handler = (req: Req, res: Res) => void;
 
@@ -73,9 +76,26 @@ let currentVariant = 1;
 
 // ---------------------------------------------------------------- misbehaviour
 
-type Mode = "garbage" | "truncate" | "http500" | "hang" | "oversize";
-const MODES: readonly string[] = ["garbage", "truncate", "http500", "hang", "oversize"];
-type Rule = { mode: Mode; match: string | null; remaining: number };
+const MODES = [
+  "garbage",
+  "truncate",
+  "http500",
+  "hang",
+  "oversize",
+  "invalid_utf8",
+  "reset",
+  "http302",
+  "http404",
+  "http400",
+  "huge_frame",
+  "stream_max",
+  "propose_unknown",
+  "after_output",
+  "double_output",
+] as const;
+type Mode = (typeof MODES)[number];
+// size and frames only matter to stream_max.
+type Rule = { mode: Mode; match: string | null; remaining: number; size: number; frames: number };
 
 let rules: Rule[] = [];
 const hanging = new Set<Res>();
@@ -99,13 +119,92 @@ function frameHeader(type: number, length: number): Buffer {
   return h;
 }
 
-function misbehave(mode: Mode, path: string, req: Req, res: Res): void {
-  writeLine({
-    misbehave: mode,
-    path,
-    inv: req.headers["x-restate-invocation-id"] ?? null,
-    ts: Date.now(),
-  });
+// ---- protobuf by hand: just the field kinds the protocol messages below use.
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return Buffer.from(out);
+}
+
+function uintField(field: number, value: number): Buffer {
+  return Buffer.concat([varint(field << 3), varint(value)]);
+}
+
+function bytesField(field: number, value: Buffer | string): Buffer {
+  const b = typeof value === "string" ? Buffer.from(value, "utf8") : value;
+  return Buffer.concat([varint((field << 3) | 2), varint(b.length), b]);
+}
+
+function frame(type: number, body: Buffer = Buffer.alloc(0)): Buffer {
+  return Buffer.concat([frameHeader(type, body.length), body]);
+}
+
+const MSG = {
+  suspension: 0x0001,
+  error: 0x0002,
+  end: 0x0003,
+  proposeRunCompletion: 0x0005,
+  output: 0x0401,
+  setState: 0x0403,
+  run: 0x0411,
+};
+
+// OutputCommandMessage { Value value = 14 { bytes content = 1 } }
+const outputValue = (json: Buffer | string) => frame(MSG.output, bytesField(14, bytesField(1, json)));
+// ErrorMessage { uint32 code = 1; string message = 2 }
+const errorMessage = (code: number, message: Buffer | string) =>
+  frame(MSG.error, Buffer.concat([uintField(1, code), bytesField(2, message)]));
+// RunCommandMessage { uint32 result_completion_id = 11; string name = 12 }
+const runCommand = (completionId: number, name: Buffer | string) =>
+  frame(MSG.run, Buffer.concat([uintField(11, completionId), bytesField(12, name)]));
+// ProposeRunCompletionMessage { uint32 result_completion_id = 1; bytes value = 14 }
+const proposeRun = (completionId: number, value: Buffer | string) =>
+  frame(MSG.proposeRunCompletion, Buffer.concat([uintField(1, completionId), bytesField(14, value)]));
+// SuspensionMessage { repeated uint32 waiting_completions = 1 }
+const suspension = (completionId: number) => frame(MSG.suspension, uintField(1, completionId));
+// SetStateCommandMessage { bytes key = 1; Value value = 3 }
+const setState = (key: string, json: string) =>
+  frame(MSG.setState, Buffer.concat([bytesField(1, key), bytesField(3, bytesField(1, json))]));
+const end = () => frame(MSG.end);
+
+// Bytes that are not UTF-8: a lone continuation byte, an overlong "/", a
+// truncated 3-byte sequence, 0xFF.
+const BAD_UTF8 = Buffer.from([0x80, 0xc0, 0xaf, 0xe2, 0x82, 0xff]);
+const bad = (before: string, after: string) => Buffer.concat([Buffer.from(before), BAD_UTF8, Buffer.from(after)]);
+
+// invalid_utf8 answers an invocation's first request with an Error and the
+// next with a completed run and output, so both kinds of text get tested.
+const invalidUtf8Served = new Map<string, number>();
+
+// Writes frames one after the other, respecting backpressure, until done or
+// the client goes away.
+function streamFrames(res: Res, count: number, next: (i: number) => Buffer, done: () => void): void {
+  let closed = false;
+  res.on("close", () => (closed = true));
+  let i = 0;
+  const pump = () => {
+    while (!closed && i < count) {
+      if (!res.write(next(i++))) {
+        res.once("drain", pump);
+        return;
+      }
+    }
+    if (!closed) done();
+  };
+  pump();
+}
+
+function misbehave(rule: Rule, path: string, req: Req, res: Res): void {
+  const mode = rule.mode;
+  const inv = (req.headers["x-restate-invocation-id"] as string | undefined) ?? null;
+  writeLine({ misbehave: mode, path, inv, ts: Date.now() });
   // Swallow the request body (the runtime may still be streaming it).
   req.on("error", () => {});
   res.on("error", () => {});
@@ -137,6 +236,77 @@ function misbehave(mode: Mode, path: string, req: Req, res: Res): void {
       // OutputCommand announcing a 1 GiB body, 64 bytes sent.
       res.writeHead(200, headers);
       res.end(Buffer.concat([frameHeader(0x0401, 1 << 30), randomBytes(64)]));
+      return;
+    case "http302":
+      res.writeHead(302, { location: "http://127.0.0.1:1/elsewhere", "content-type": "text/plain" });
+      res.end(`misbehave: http302 for ${path}\n`);
+      return;
+    case "http404":
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end(`misbehave: http404 for ${path}\n`);
+      return;
+    case "http400":
+      res.writeHead(400, { "content-type": "text/plain" });
+      res.end(`misbehave: http400 for ${path}\n`);
+      return;
+    case "huge_frame":
+      // A Run command announcing 2^32-1 bytes (the most a header can say).
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([frameHeader(MSG.run, 0xffffffff), randomBytes(64)]));
+      return;
+    case "reset": {
+      // Headers and half a frame, then the stream (HTTP/2) or the
+      // connection (HTTP/1.1) is reset.
+      res.writeHead(200, headers);
+      res.write(Buffer.concat([frameHeader(MSG.output, 100), randomBytes(40)]));
+      setTimeout(() => {
+        if (res.stream) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        else req.socket.destroy();
+      }, 50);
+      return;
+    }
+    case "stream_max": {
+      // rule.frames frames of rule.size bytes each (unknown control type
+      // 0x03FF, zeros), no terminal message: each one as large as
+      // durable.max_message_size allows, to fill the dispatcher's memory.
+      const body = Buffer.alloc(rule.size);
+      const one = frame(0x03ff, body);
+      res.writeHead(200, headers);
+      streamFrames(res, rule.frames, () => one, () => res.end());
+      return;
+    }
+    case "invalid_utf8": {
+      const key = inv ?? "";
+      const served = invalidUtf8Served.get(key) ?? 0;
+      invalidUtf8Served.set(key, served + 1);
+      res.writeHead(200, headers);
+      if (served % 2 === 0) {
+        res.end(errorMessage(500, bad("invalid utf8 <", ">")));
+        return;
+      }
+      // Input is entry 0, so the run gets completion id 1.
+      res.end(
+        Buffer.concat([
+          runCommand(1, bad("step-", "")),
+          proposeRun(1, bad('"run ', '"')),
+          outputValue(bad('{"out": "', '"}')),
+          end(),
+        ]),
+      );
+      return;
+    }
+    case "propose_unknown":
+      // No Run command has completion id 4242 in this journal.
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([proposeRun(4242, '"bogus"'), suspension(4242)]));
+      return;
+    case "after_output":
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([outputValue('"first"'), setState("after", '"output"'), end()]));
+      return;
+    case "double_output":
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([outputValue('"first"'), outputValue('"second"'), end()]));
       return;
     case "hang": {
       res.writeHead(200, headers);
@@ -205,11 +375,16 @@ async function control(path: string, req: Req, res: Res): Promise<void> {
     }
     if (method === "POST") {
       const mode = String(body.mode);
-      if (!MODES.includes(mode)) return sendJson(res, 400, { error: `unknown mode ${mode}`, modes: MODES });
+      if (!(MODES as readonly string[]).includes(mode))
+        return sendJson(res, 400, { error: `unknown mode ${mode}`, modes: MODES });
       const count = body.count === undefined ? 1 : Number(body.count);
       if (!Number.isInteger(count) || count < 0) return sendJson(res, 400, { error: "count must be an integer >= 0" });
       const match = typeof body.match === "string" && body.match !== "" ? body.match.replace(/^\/+|\/+$/g, "") : null;
-      if (count > 0) rules.push({ mode: mode as Mode, match, remaining: count });
+      const size = body.size === undefined ? 1024 * 1024 : Number(body.size);
+      const frames = body.frames === undefined ? 8 : Number(body.frames);
+      if (!Number.isInteger(size) || size < 0 || size > 1 << 30 || !Number.isInteger(frames) || frames < 0)
+        return sendJson(res, 400, { error: "size must be an integer in [0, 2^30], frames an integer >= 0" });
+      if (count > 0) rules.push({ mode: mode as Mode, match, remaining: count, size, frames });
       return sendJson(res, 200, misbehaveState());
     }
     return sendJson(res, 200, misbehaveState());
@@ -279,7 +454,7 @@ function route(req: Req, res: Res): void {
   if (req.method === "POST") {
     const m = /\/invoke\/(.+)$/.exec(path);
     const rule = m ? takeRule(m[1]) : undefined;
-    if (rule) return misbehave(rule.mode, path, req, res);
+    if (rule) return misbehave(rule, path, req, res);
   }
 
   // /v1/... and /v2/... always reach that variant (the SDK ignores path
