@@ -300,6 +300,9 @@ attempt_prepare_request(Attempt *a)
 	resetStringInfo(&a->request);
 	append_frame(&a->request, MSG_START, &start.base);
 	appendBinaryStringInfo(&a->request, a->journal_bytes.data, a->journal_bytes.len);
+	/* The request holds the journal now; do not keep it twice. */
+	pfree(a->journal_bytes.data);
+	initStringInfo(&a->journal_bytes);
 
 	a->url = psprintf("%s/invoke/%s/%s", a->uri,
 					  url_escape(a->service_name), url_escape(a->handler_name));

@@ -652,6 +652,9 @@ load_journal(Attempt *a, int64 max_bytes)
 			raw = DatumGetByteaPP(d);
 			attempt_add_journal_entry(a, (uint16) type, VARDATA_ANY(raw),
 									  VARSIZE_ANY_EXHDR(raw));
+			/* A detoasted copy is not needed once framed into the request. */
+			if ((Pointer) raw != DatumGetPointer(d))
+				pfree(raw);
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
