@@ -399,31 +399,10 @@ decode_or_error(ProtobufCMessage *msg, uint16 type)
 	return msg;
 }
 
-static void
-protocol_violation(const char *fmt,...) pg_attribute_printf(1, 2);
-
-static void
-protocol_violation(const char *fmt,...)
-{
-	StringInfoData msg;
-
-	initStringInfo(&msg);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&msg, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&msg, needed);
-	}
-	ereport(ERROR,
-			(errcode(ERRCODE_PROTOCOL_VIOLATION),
-			 errmsg_internal("%s", msg.data)));
-}
+/* The service broke the protocol: nothing of its response may be kept. */
+#define protocol_violation(...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_PROTOCOL_VIOLATION), errmsg_internal(__VA_ARGS__)))
 
 static void
 set_failure(AttemptEffects *fx, int code, int64 retry_delay_ms, const char *fmt,...)
@@ -824,15 +803,15 @@ decode_message(Attempt *a, DecodeState *st, AttemptEffects *fx,
 					m->n_waiting_named_signals == 0)
 					protocol_violation("service suspended without waiting for anything");
 				fx->end = ATTEMPT_END_SUSPENDED;
-				fx->n_wait_completions = (int) m->n_waiting_completions;
-				fx->wait_completions = m->waiting_completions;
-				fx->n_wait_signals = (int) m->n_waiting_signals;
-				fx->wait_signals = m->waiting_signals;
-				fx->n_wait_named_signals = (int) m->n_waiting_named_signals;
-				fx->wait_named_signals = palloc(sizeof(char *) * Max(m->n_waiting_named_signals, 1));
+				fx->waits.n_completions = (int) m->n_waiting_completions;
+				fx->waits.completions = m->waiting_completions;
+				fx->waits.n_signals = (int) m->n_waiting_signals;
+				fx->waits.signals = m->waiting_signals;
+				fx->waits.n_named_signals = (int) m->n_waiting_named_signals;
+				fx->waits.named_signals = palloc(sizeof(char *) * Max(m->n_waiting_named_signals, 1));
 				for (size_t i = 0; i < m->n_waiting_named_signals; i++)
-					fx->wait_named_signals[i] = attempt_text(m->waiting_named_signals[i],
-															 strlen(m->waiting_named_signals[i]));
+					fx->waits.named_signals[i] = attempt_text(m->waiting_named_signals[i],
+															  strlen(m->waiting_named_signals[i]));
 				return true;
 			}
 		case MSG_ERROR:

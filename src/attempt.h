@@ -127,6 +127,17 @@ typedef struct NewTimer
 	TimestampTz wake_at;		/* DT_NOEND: never */
 } NewTimer;
 
+/* What a suspended invocation waits for: any one of these notifications. */
+typedef struct WaitSet
+{
+	int			n_completions;
+	uint32	   *completions;
+	int			n_signals;
+	uint32	   *signals;
+	int			n_named_signals;
+	char	  **named_signals;
+} WaitSet;
+
 /* How the attempt ended. */
 typedef enum AttemptEnd
 {
@@ -154,13 +165,8 @@ typedef struct AttemptEffects
 	int			output_failure_code;
 	char	   *output_failure_message;
 
-	/* ATTEMPT_END_SUSPENDED: what it waits for */
-	int			n_wait_completions;
-	uint32	   *wait_completions;
-	int			n_wait_signals;
-	uint32	   *wait_signals;
-	int			n_wait_named_signals;
-	char	  **wait_named_signals;
+	/* ATTEMPT_END_SUSPENDED */
+	WaitSet		waits;
 
 	/* ATTEMPT_END_FAILED */
 	int			failure_code;

@@ -349,8 +349,8 @@ store_update_invocation(const char *invocation_id, const InvocationUpdate *u)
 {
 	Datum		values[17];
 	char		nulls[17];
-	bool		waits = u->n_wait_completions + u->n_wait_signals +
-		u->n_wait_named_signals > 0;
+	const WaitSet *w = &u->waits;
+	bool		waits = w->n_completions + w->n_signals + w->n_named_signals > 0;
 
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = CStringGetTextDatum(invocation_id);
@@ -363,9 +363,9 @@ store_update_invocation(const char *invocation_id, const InvocationUpdate *u)
 	values[6] = BoolGetDatum(u->keep_claim);
 	if (waits)
 	{
-		values[7] = int4_array_datum(u->n_wait_completions, u->wait_completions);
-		values[8] = int4_array_datum(u->n_wait_signals, u->wait_signals);
-		values[9] = text_array_datum(u->n_wait_named_signals, u->wait_named_signals);
+		values[7] = int4_array_datum(w->n_completions, w->completions);
+		values[8] = int4_array_datum(w->n_signals, w->signals);
+		values[9] = text_array_datum(w->n_named_signals, w->named_signals);
 	}
 	else
 		nulls[7] = nulls[8] = nulls[9] = 'n';
@@ -519,18 +519,15 @@ store_delete_timers(const char *invocation_id)
 }
 
 bool
-store_has_notification(const char *invocation_id,
-					   int ncompletions, const uint32 *completions,
-					   int nsignals, const uint32 *signals,
-					   int nnamed, char *const *named)
+store_has_notification(const char *invocation_id, const WaitSet *waits)
 {
 	Datum		values[6];
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(invocation_id);
-	values[1] = int4_array_datum(ncompletions, completions);
-	values[2] = int4_array_datum(nsignals, signals);
-	values[3] = text_array_datum(nnamed, named);
+	values[1] = int4_array_datum(waits->n_completions, waits->completions);
+	values[2] = int4_array_datum(waits->n_signals, waits->signals);
+	values[3] = text_array_datum(waits->n_named_signals, waits->named_signals);
 	values[4] = Int32GetDatum(MSG_FIRST_NOTIFICATION);
 	values[5] = Int32GetDatum(MSG_FIRST_CUSTOM);
 	run(&q_has_notification, values, NULL, 1);

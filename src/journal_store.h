@@ -57,13 +57,8 @@ typedef struct InvocationUpdate
 	int			failed_attempts;	/* added to retry_count */
 	TimestampTz run_at;			/* 0: NULL */
 	bool		keep_claim;		/* else claimed_by = NULL */
-	/* suspended: what it waits for (NULL arrays: nothing) */
-	int			n_wait_completions;
-	uint32	   *wait_completions;
-	int			n_wait_signals;
-	uint32	   *wait_signals;
-	int			n_wait_named_signals;
-	char	  **wait_named_signals;
+	/* suspended: what it waits for (none: the columns become NULL) */
+	WaitSet		waits;
 	/* a failed attempt */
 	const char *last_failure;	/* NULL: unchanged */
 	int			last_failure_code;
@@ -92,9 +87,7 @@ extern void store_delete_timers(const char *invocation_id);
 
 /* Is a notification for any of these ids in the journal? */
 extern bool store_has_notification(const char *invocation_id,
-								   int ncompletions, const uint32 *completions,
-								   int nsignals, const uint32 *signals,
-								   int nnamed, char *const *named);
+								   const WaitSet *waits);
 
 /* A claimed invocation: its row's fields the attempt needs. */
 extern List *store_claim(int worker, int limit, MemoryContext attempt_parent,

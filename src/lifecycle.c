@@ -278,10 +278,7 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 			u.completion_failure = fx->output_failure_message;
 			break;
 		case ATTEMPT_END_SUSPENDED:
-			if (store_has_notification(a->invocation_id,
-									   fx->n_wait_completions, fx->wait_completions,
-									   fx->n_wait_signals, fx->wait_signals,
-									   fx->n_wait_named_signals, fx->wait_named_signals))
+			if (store_has_notification(a->invocation_id, &fx->waits))
 			{
 				u.status = STATUS_READY;
 				u.run_at = GetCurrentTransactionStartTimestamp();
@@ -289,12 +286,7 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 			else
 			{
 				u.status = STATUS_SUSPENDED;
-				u.n_wait_completions = fx->n_wait_completions;
-				u.wait_completions = fx->wait_completions;
-				u.n_wait_signals = fx->n_wait_signals;
-				u.wait_signals = fx->wait_signals;
-				u.n_wait_named_signals = fx->n_wait_named_signals;
-				u.wait_named_signals = fx->wait_named_signals;
+				u.waits = fx->waits;
 			}
 			break;
 		case ATTEMPT_END_FAILED:
@@ -408,7 +400,8 @@ lifecycle_finish_attempt(Attempt *a, int slot)
 	 * Nothing of this response was kept.  Unsupported commands fail every
 	 * retry the same way: pause at once.
 	 */
-	return record_failure(a, slot, failure_code_for(edata->sqlerrcode), edata->message,
+	return record_failure(a, slot, failure_code_for(edata->sqlerrcode),
+						  attempt_text(edata->message, strlen(edata->message)),
 						  edata->sqlerrcode != ERRCODE_FEATURE_NOT_SUPPORTED) == FINISH_COMPLETED;
 }
 
