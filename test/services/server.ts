@@ -92,6 +92,7 @@ const MODES = [
   "propose_unknown",
   "after_output",
   "double_output",
+  "sleep_forever",
 ] as const;
 type Mode = (typeof MODES)[number];
 // size and frames only matter to stream_max.
@@ -121,7 +122,7 @@ function frameHeader(type: number, length: number): Buffer {
 
 // ---- protobuf by hand: just the field kinds the protocol messages below use.
 
-function varint(n: number): Buffer {
+function varint(n: number | bigint): Buffer {
   const out: number[] = [];
   let v = BigInt(n);
   do {
@@ -133,7 +134,7 @@ function varint(n: number): Buffer {
   return Buffer.from(out);
 }
 
-function uintField(field: number, value: number): Buffer {
+function uintField(field: number, value: number | bigint): Buffer {
   return Buffer.concat([varint(field << 3), varint(value)]);
 }
 
@@ -153,6 +154,7 @@ const MSG = {
   proposeRunCompletion: 0x0005,
   output: 0x0401,
   setState: 0x0403,
+  sleep: 0x040c,
   run: 0x0411,
 };
 
@@ -173,6 +175,9 @@ const suspension = (completionId: number) => frame(MSG.suspension, uintField(1, 
 const setState = (key: string, json: string) =>
   frame(MSG.setState, Buffer.concat([bytesField(1, key), bytesField(3, bytesField(1, json))]));
 const end = () => frame(MSG.end);
+// SleepCommandMessage { uint64 wake_up_time = 1; uint32 result_completion_id = 11 }
+const sleepUntil = (unixMs: bigint, completionId: number) =>
+  frame(MSG.sleep, Buffer.concat([uintField(1, unixMs), uintField(11, completionId)]));
 
 // Bytes that are not UTF-8: a lone continuation byte, an overlong "/", a
 // truncated 3-byte sequence, 0xFF.
@@ -307,6 +312,11 @@ function misbehave(rule: Rule, path: string, req: Req, res: Res): void {
     case "double_output":
       res.writeHead(200, headers);
       res.end(Buffer.concat([outputValue('"first"'), outputValue('"second"'), end()]));
+      return;
+    case "sleep_forever":
+      // A Sleep until 2^64 - 1 ms after the epoch, then suspend on it.
+      res.writeHead(200, headers);
+      res.end(Buffer.concat([sleepUntil(2n ** 64n - 1n, 1), suspension(1)]));
       return;
     case "hang": {
       res.writeHead(200, headers);

@@ -94,6 +94,31 @@ foreach my $mode ('propose_unknown', 'after_output', 'double_output')
 		"$mode: one Output in the journal");
 }
 
+# A number beyond what a timestamp holds: a Sleep until 2^64 - 1 ms after
+# the epoch means never, not "already due" after an overflow.
+misbehave($svc, mode => 'sleep_forever', count => 1, match => 'Probe/echo');
+my $forever = $node->safe_psql('postgres',
+	q{SELECT durable.send('Probe', 'echo', '"forever"'::jsonb)});
+ok( wait_for(
+		$node,
+		"SELECT status FROM durable.invocations WHERE id = '$forever'",
+		'suspended', 30),
+	'sleep_forever: the invocation suspends on its timer');
+is( $node->safe_psql(
+		'postgres',
+		"SELECT wake_at = 'infinity' FROM durable.timer WHERE invocation_id = '$forever'"),
+	't',
+	'sleep_forever: the timer is due at infinity');
+# An observation window of a few dispatcher cycles (each at most a second):
+# a timer that fired at once would have resumed the invocation by then.
+sleep 3;
+is( $node->safe_psql(
+		'postgres',
+		"SELECT status || ' ' || (SELECT count(*) FROM durable.journal j WHERE j.id = i.id AND j.entry_type = 'SleepCompletion') FROM durable.invocations i WHERE id = '$forever'"
+	),
+	'suspended 0',
+	'sleep_forever: it never fires');
+
 is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'),
 	$start_time, 'postmaster was not restarted');
 my $log = slurp_file($node->logfile);
