@@ -122,6 +122,18 @@ static StoredQuery q_has_notification = {
 	"     OR j.signal_name = ANY ($4)))",
 	6, {TEXTOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID}
 };
+/*
+ * Claims are serialised until the claiming transaction commits, so that
+ * each claim sees which exclusive invocations the previous one started:
+ * without that, two dispatchers could each start a different invocation of
+ * the same virtual object key.  A statement of its own, so that the claim
+ * that follows takes its snapshot after the lock.  The claim is among the
+ * last steps of a dispatcher's transaction, so the lock is held briefly.
+ */
+static StoredQuery q_claim_lock = {
+	"SELECT pg_advisory_xact_lock(1146441281, 1)",	/* 'DURA', 1: claims */
+	0, {}
+};
 static StoredQuery q_claim = {
 	"WITH picked AS ("
 	"  SELECT q.id FROM durable._invocation_queue q"
@@ -206,7 +218,7 @@ static StoredQuery q_next_wakeup = {
 static StoredQuery *all_queries[] = {
 	&q_lock, &q_update, &q_note_appended, &q_append, &q_set_state, &q_clear_state,
 	&q_clear_all_state, &q_add_timer, &q_delete_timers, &q_has_notification,
-	&q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
+	&q_claim_lock, &q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
 	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_next_wakeup
 };
 
@@ -542,6 +554,7 @@ store_claim(int worker, int limit, MemoryContext attempt_parent,
 	Datum		values[2] = {Int32GetDatum(worker), Int32GetDatum(limit)};
 	List	   *attempts = NIL;
 
+	run(&q_claim_lock, NULL, NULL, 1);
 	run(&q_claim, values, NULL, 0);
 
 	for (uint64 i = 0; i < SPI_processed; i++)
