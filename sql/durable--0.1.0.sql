@@ -790,6 +790,101 @@ SELECT pg_catalog.pg_extension_config_dump('durable.timer', '');
 CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
 
 /*
+ * Signals on their way to an invocation: awakeable completions and named
+ * signals, from SQL (in the caller's transaction) or from handlers.  A
+ * dispatcher delivers them through the notification path once committed;
+ * no foreign key, since a handler may address an invocation that does not
+ * exist (the signal is then dropped at delivery).  An awakeable (a signal
+ * index) is completed once: a second one is refused or dropped.
+ */
+CREATE TABLE durable.signal_queue (
+    id                  bigserial PRIMARY KEY,
+    invocation_id       text NOT NULL,
+    signal_index        integer,
+    signal_name         text,
+    raw                 bytea NOT NULL,
+    queued_at           timestamptz NOT NULL DEFAULT now(),
+    deliver_after       timestamptz NOT NULL DEFAULT now(),
+    CHECK ((signal_index IS NULL) <> (signal_name IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue_id_seq', '');
+CREATE UNIQUE INDEX signal_queue_awakeable_idx
+    ON durable.signal_queue (invocation_id, signal_index)
+    WHERE signal_index IS NOT NULL;
+CREATE INDEX signal_queue_deliver_idx ON durable.signal_queue (deliver_after);
+
+CREATE FUNCTION durable._complete_awakeable(awakeable_id text, value bytea, failure text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'durable_complete_awakeable'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION durable._send_signal(invocation_id text, name text, value bytea, failure text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'durable_send_signal'
+LANGUAGE C VOLATILE;
+
+/*
+ * Awakeables and signals from SQL, in the caller's transaction: rolled
+ * back, nothing is delivered; committed, delivered exactly once.  They run
+ * as the extension's owner, like durable.send: EXECUTE on them is the
+ * permission to complete any awakeable or signal any invocation.
+ */
+CREATE FUNCTION durable.resolve_awakeable(awakeable_id text, value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_awakeable(awakeable_id,
+               pg_catalog.convert_to(coalesce(value, 'null'::pg_catalog.jsonb)::pg_catalog.text,
+                                     'UTF8'),
+               NULL)
+$$;
+
+CREATE FUNCTION durable.resolve_awakeable(awakeable_id text, value bytea)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_awakeable(awakeable_id, coalesce(value, ''::pg_catalog.bytea), NULL)
+$$;
+
+CREATE FUNCTION durable.reject_awakeable(awakeable_id text, reason text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_awakeable(awakeable_id, NULL, coalesce(reason, ''))
+$$;
+
+CREATE FUNCTION durable.signal(invocation_id text, name text, value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._send_signal(invocation_id, name,
+               pg_catalog.convert_to(coalesce(value, 'null'::pg_catalog.jsonb)::pg_catalog.text,
+                                     'UTF8'),
+               NULL)
+$$;
+
+CREATE FUNCTION durable.signal(invocation_id text, name text, value bytea)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._send_signal(invocation_id, name, coalesce(value, ''::pg_catalog.bytea), NULL)
+$$;
+
+CREATE FUNCTION durable.reject_signal(invocation_id text, name text, reason text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._send_signal(invocation_id, name, NULL, coalesce(reason, ''))
+$$;
+
+/*
  * Options from a manifest (service or handler) that the dispatchers use,
  * read defensively: a value that is missing, not a number or out of range
  * is NULL (the durable.* setting applies), never an error, so that no

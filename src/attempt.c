@@ -487,6 +487,23 @@ add_notification(Attempt *a, AttemptEffects *fx, uint16 type,
 	completion_seen(a, n->completion_id, true)->completed = true;
 }
 
+/* Queues a signal for another invocation. */
+static void
+add_signal(AttemptEffects *fx, char *target, uint32 index, char *name,
+		   SignalResult *result)
+{
+	OutgoingSignal *s = palloc0(sizeof(OutgoingSignal));
+
+	if (result->kind == SIGNAL_FAILURE)
+		result->failure_message = result->failure_message ?
+			attempt_text(result->failure_message, strlen(result->failure_message)) : "";
+	s->invocation_id = target;
+	s->signal_index = index;
+	s->signal_name = name;
+	s->raw = protocol_signal_notification(index, name, result, &s->len);
+	fx->signals = lappend(fx->signals, s);
+}
+
 /* State keys are strings in every SDK; refuse bytes that are not text. */
 static char *
 state_key(Attempt *a, const uint8 *key, size_t keylen)
@@ -605,6 +622,8 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 		case MSG_GET_LAZY_STATE_KEYS_COMMAND:
 		case MSG_RUN_COMMAND:
 		case MSG_SLEEP_COMMAND:
+		case MSG_COMPLETE_AWAKEABLE_COMMAND:
+		case MSG_SEND_SIGNAL_COMMAND:
 			break;
 		default:
 			if (!MSG_IS_CUSTOM(msg_type))
@@ -735,6 +754,89 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 				t->completion_id = m->result_completion_id;
 				t->wake_at = wake_up_time(m->wake_up_time);
 				fx->timers = lappend(fx->timers, t);
+				break;
+			}
+		case MSG_COMPLETE_AWAKEABLE_COMMAND:
+			{
+				Wire__CompleteAwakeableCommandMessage *m =
+					DECODE(Wire__CompleteAwakeableCommandMessage,
+						   wire__complete_awakeable_command_message__unpack, body, len, msg_type);
+				uint8		target[INVOCATION_ID_RAW_LEN];
+				uint32		index;
+				SignalResult result = {0};
+
+				/*
+				 * A handler may pass anything it was given as an awakeable id.
+				 * One that is not an awakeable id completes nothing; the
+				 * command is journaled all the same, so replay matches.
+				 */
+				if (!awakeable_id_parse(m->awakeable_id, target, &index))
+				{
+					ereport(LOG,
+							(errmsg("durable: invocation %s completed an awakeable with the malformed id \"%s\", which completes nothing",
+									a->invocation_id, attempt_text(m->awakeable_id, strlen(m->awakeable_id)))));
+					break;
+				}
+				if (m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_FAILURE &&
+					m->failure != NULL)
+				{
+					result.kind = SIGNAL_FAILURE;
+					result.failure_code = m->failure->code;
+					result.failure_message = m->failure->message;
+				}
+				else
+				{
+					result.kind = SIGNAL_VALUE;
+					if (m->value != NULL)
+					{
+						result.value = m->value->content.data;
+						result.value_len = m->value->content.len;
+					}
+				}
+				add_signal(fx, invocation_id_format(target), index, NULL, &result);
+				break;
+			}
+		case MSG_SEND_SIGNAL_COMMAND:
+			{
+				Wire__SendSignalCommandMessage *m =
+					DECODE(Wire__SendSignalCommandMessage,
+						   wire__send_signal_command_message__unpack, body, len, msg_type);
+				uint8		target[INVOCATION_ID_RAW_LEN];
+				SignalResult result = {0};
+
+				if (!invocation_id_parse(m->target_invocation_id, target))
+				{
+					ereport(LOG,
+							(errmsg("durable: invocation %s sent a signal to the malformed invocation id \"%s\", which reaches nobody",
+									a->invocation_id,
+									attempt_text(m->target_invocation_id, strlen(m->target_invocation_id)))));
+					break;
+				}
+				if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_IDX && m->idx == 0)
+					protocol_violation("service sent a signal without an index or a name");
+				if (m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_FAILURE &&
+					m->failure != NULL)
+				{
+					result.kind = SIGNAL_FAILURE;
+					result.failure_code = m->failure->code;
+					result.failure_message = m->failure->message;
+				}
+				else if (m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_VALUE &&
+						 m->value != NULL)
+				{
+					result.kind = SIGNAL_VALUE;
+					result.value = m->value->content.data;
+					result.value_len = m->value->content.len;
+				}
+				else
+					result.kind = SIGNAL_VOID;
+				if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_NAME)
+					add_signal(fx, pstrdup(m->target_invocation_id), 0,
+							   attempt_text(m->name, strlen(m->name)), &result);
+				else if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_IDX)
+					add_signal(fx, pstrdup(m->target_invocation_id), m->idx, NULL, &result);
+				else
+					protocol_violation("service sent a signal without an index or a name");
 				break;
 			}
 		default:

@@ -121,6 +121,19 @@ typedef struct StateWrite
 	size_t		len;
 } StateWrite;
 
+/*
+ * A signal for another invocation (or this one): an awakeable's completion
+ * or a SendSignal, queued and delivered by the notification path.
+ */
+typedef struct OutgoingSignal
+{
+	char	   *invocation_id;	/* the target */
+	uint32		signal_index;	/* 0 for a named signal */
+	char	   *signal_name;	/* valid UTF-8, or NULL */
+	uint8	   *raw;			/* the SignalNotification */
+	size_t		len;
+} OutgoingSignal;
+
 typedef struct NewTimer
 {
 	uint32		completion_id;
@@ -155,6 +168,7 @@ typedef struct AttemptEffects
 	List	   *entries;		/* of NewEntry * */
 	List	   *state_writes;	/* of StateWrite * */
 	List	   *timers;			/* of NewTimer * */
+	List	   *signals;		/* of OutgoingSignal * */
 
 	AttemptEnd	end;
 

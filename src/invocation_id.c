@@ -35,6 +35,9 @@
  */
 #include "postgres.h"
 
+#include "common/base64.h"
+#include "port/pg_bswap.h"
+
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -262,6 +265,49 @@ invocation_id_parse(const char *text, uint8 *raw)
 	if (!base62_decode_field(digits + PARTITION_KEY_DIGITS, UUID_DIGITS,
 							 raw + PARTITION_KEY_BYTES, UUID_BYTES))
 		return false;
+	return true;
+}
+
+bool
+awakeable_id_parse(const char *text, uint8 *raw_invocation_id, uint32 *signal_index)
+{
+	/* 28 bytes of base64url without padding: 38 characters */
+	const int	payload_len = INVOCATION_ID_RAW_LEN + 4;
+	const int	encoded_len = (payload_len * 4 + 2) / 3;
+	char		b64[64];
+	char		decoded[64];
+	size_t		len;
+	int			n;
+	uint32		index_be;
+
+	if (text == NULL)
+		return false;
+	len = strnlen(text, 6 + encoded_len + 1);
+	if (len != (size_t) (6 + encoded_len) ||
+		(strncmp(text, "sign_1", 6) != 0 && strncmp(text, "prom_1", 6) != 0))
+		return false;
+
+	/* PostgreSQL's decoder speaks the standard alphabet, with padding. */
+	for (int i = 0; i < encoded_len; i++)
+	{
+		char		c = text[6 + i];
+
+		if (c == '-')
+			c = '+';
+		else if (c == '_')
+			c = '/';
+		else if (c == '+' || c == '/' || c == '=')
+			return false;
+		b64[i] = c;
+	}
+	n = encoded_len;
+	while (n % 4 != 0)
+		b64[n++] = '=';
+	if (pg_b64_decode(b64, n, decoded, sizeof(decoded)) != payload_len)
+		return false;
+	memcpy(raw_invocation_id, decoded, INVOCATION_ID_RAW_LEN);
+	memcpy(&index_be, decoded + INVOCATION_ID_RAW_LEN, sizeof(index_be));
+	*signal_index = pg_ntoh32(index_be);
 	return true;
 }
 

@@ -56,4 +56,12 @@ extern void invocation_id_format_into(const uint8 *raw, char *dst);
  */
 extern bool invocation_id_parse(const char *text, uint8 *raw);
 
+/*
+ * Awakeable ids: "sign_1" + base64url without padding of (the raw
+ * invocation id, 24 bytes, then the signal index as a big-endian u32), as
+ * the SDKs build them.  The older "prom_1" prefix is accepted too.
+ */
+extern bool awakeable_id_parse(const char *text, uint8 *raw_invocation_id,
+							   uint32 *signal_index);
+
 #endif							/* DURABLE_INVOCATION_ID_H */

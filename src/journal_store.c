@@ -208,10 +208,31 @@ static StoredQuery q_postpone_timer = {
 	"WHERE invocation_id = $1 AND completion_id = $2",
 	3, {TEXTOID, INT4OID, INT4OID}
 };
+static StoredQuery q_queue_signal = {
+	"INSERT INTO durable.signal_queue (invocation_id, signal_index, signal_name, raw) "
+	"VALUES ($1, $2, $3, $4) "
+	"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL DO NOTHING",
+	4, {TEXTOID, INT4OID, TEXTOID, BYTEAOID}
+};
+static StoredQuery q_due_signals = {
+	"SELECT id, invocation_id, signal_index, signal_name, raw FROM durable.signal_queue "
+	"WHERE deliver_after <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	1, {INT4OID}
+};
+static StoredQuery q_delete_signal = {
+	"DELETE FROM durable.signal_queue WHERE id = $1",
+	1, {INT8OID}
+};
+static StoredQuery q_postpone_signal = {
+	"UPDATE durable.signal_queue SET deliver_after = now() + $2 * interval '1 millisecond' "
+	"WHERE id = $1",
+	2, {INT8OID, INT4OID}
+};
 static StoredQuery q_next_wakeup = {
 	"SELECT least((SELECT min(q.run_at) FROM durable._invocation_queue q"
 	"               WHERE q.status IN " RUNNABLE " AND NOT q.behind_lock),"
-	"             (SELECT min(t.wake_at) FROM durable.timer t))",
+	"             (SELECT min(t.wake_at) FROM durable.timer t),"
+	"             (SELECT min(s.deliver_after) FROM durable.signal_queue s))",
 	0, {}
 };
 
@@ -219,7 +240,8 @@ static StoredQuery *all_queries[] = {
 	&q_lock, &q_update, &q_note_appended, &q_append, &q_set_state, &q_clear_state,
 	&q_clear_all_state, &q_add_timer, &q_delete_timers, &q_has_notification,
 	&q_claim_lock, &q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
-	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_next_wakeup
+	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_queue_signal,
+	&q_due_signals, &q_delete_signal, &q_postpone_signal, &q_next_wakeup
 };
 
 static SPIPlanPtr
@@ -735,6 +757,63 @@ store_postpone_timer(const DueTimer *t, int ms)
 	values[1] = Int32GetDatum((int32) t->completion_id);
 	values[2] = Int32GetDatum(ms);
 	run(&q_postpone_timer, values, NULL, 0);
+}
+
+bool
+store_queue_signal(const OutgoingSignal *s)
+{
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	values[0] = CStringGetTextDatum(s->invocation_id);
+	values[1] = Int32GetDatum((int32) s->signal_index);
+	nulls[1] = s->signal_index != 0 ? ' ' : 'n';
+	values[2] = text_datum_or_null(s->signal_name, &nulls[2]);
+	values[3] = bytea_datum(s->raw, s->len);
+	run(&q_queue_signal, values, nulls, 0);
+	return SPI_processed == 1;
+}
+
+List *
+store_due_signals(int limit)
+{
+	Datum		values[1] = {Int32GetDatum(limit)};
+	List	   *due = NIL;
+
+	run(&q_due_signals, values, NULL, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		QueuedSignal *s = palloc0(sizeof(QueuedSignal));
+		bool		isnull;
+		Datum		d;
+
+		s->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		s->invocation_id = get_text(tuple, desc, 2);
+		d = SPI_getbinval(tuple, desc, 3, &isnull);
+		s->signal_index = isnull ? 0 : (uint32) DatumGetInt32(d);
+		s->signal_name = get_text(tuple, desc, 4);
+		s->raw = DatumGetByteaPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
+		due = lappend(due, s);
+	}
+	return due;
+}
+
+void
+store_delete_signal(int64 id)
+{
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	run(&q_delete_signal, values, NULL, 0);
+}
+
+void
+store_postpone_signal(int64 id, int ms)
+{
+	Datum		values[2] = {Int64GetDatum(id), Int32GetDatum(ms)};
+
+	run(&q_postpone_signal, values, NULL, 0);
 }
 
 TimestampTz

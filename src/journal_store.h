@@ -85,6 +85,26 @@ extern void store_write_state(const char *service, const char *key,
 extern void store_add_timers(const char *invocation_id, List *timers);
 extern void store_delete_timers(const char *invocation_id);
 
+/*
+ * Signals waiting to be delivered (durable.signal_queue): queued by a
+ * handler's command or from SQL, delivered by a dispatcher.  Queuing an
+ * indexed signal (an awakeable) that is queued already does nothing and
+ * returns false.
+ */
+extern bool store_queue_signal(const OutgoingSignal *s);
+
+typedef struct QueuedSignal
+{
+	int64		id;
+	char	   *invocation_id;
+	uint32		signal_index;	/* 0: named */
+	char	   *signal_name;
+	bytea	   *raw;
+} QueuedSignal;
+extern List *store_due_signals(int limit);
+extern void store_delete_signal(int64 id);
+extern void store_postpone_signal(int64 id, int ms);
+
 /* Is a notification for any of these ids in the journal? */
 extern bool store_has_notification(const char *invocation_id,
 								   const WaitSet *waits);

@@ -258,11 +258,16 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 {
 	InvocationUpdate u = {0};
 	int			appended = list_length(fx->entries);
+	ListCell   *lc;
 
 	store_append_entries(a->invocation_id, row->journal_size, fx->entries);
 	if (fx->state_writes != NIL)
 		store_write_state(a->service_name, a->service_key, fx->state_writes);
 	store_add_timers(a->invocation_id, fx->timers);
+	foreach(lc, fx->signals)
+		(void) store_queue_signal((OutgoingSignal *) lfirst(lc));
+	if (fx->signals != NIL)
+		shared_state_wake_dispatchers_at_commit();
 
 	u.appended = appended;
 	u.retry_count_since_last_stored_entry = appended > 0 ? 0 : -1;
@@ -565,6 +570,69 @@ fire_timer_fn(void *arg)
 	e.len = len;
 	store_delete_timer(t);
 	lifecycle_notify(t->invocation_id, &e);
+}
+
+/*
+ * Delivers one queued signal.  A signal for an invocation that no longer
+ * exists or has completed, or a second completion of the same awakeable,
+ * is dropped: there is nobody left to tell.
+ */
+static void
+deliver_signal_fn(void *arg)
+{
+	QueuedSignal *s = arg;
+	InvocationRow row;
+	NewEntry	e = {0};
+
+	store_delete_signal(s->id);
+	row = store_lock_invocation(s->invocation_id);
+	if (!row.found || strcmp(row.status, STATUS_COMPLETED) == 0)
+		return;
+	if (s->signal_index != 0)
+	{
+		WaitSet		w = {0};
+
+		w.n_signals = 1;
+		w.signals = &s->signal_index;
+		if (store_has_notification(s->invocation_id, &w))
+			return;
+	}
+	e.type = MSG_SIGNAL_NOTIFICATION;
+	e.signal_id = s->signal_index;
+	e.signal_name = s->signal_name;
+	e.raw = (const uint8 *) VARDATA_ANY(s->raw);
+	e.len = VARSIZE_ANY_EXHDR(s->raw);
+	lifecycle_notify(s->invocation_id, &e);
+}
+
+static void
+postpone_signal_fn(void *arg)
+{
+	store_postpone_signal(((QueuedSignal *) arg)->id, TIMER_RETRY_MS);
+}
+
+void
+lifecycle_deliver_signals(int limit)
+{
+	ListCell   *lc;
+
+	foreach(lc, store_due_signals(limit))
+	{
+		QueuedSignal *s = lfirst(lc);
+		ErrorData  *edata = in_subtransaction(deliver_signal_fn, s);
+
+		if (edata == NULL)
+			continue;
+		ereport(WARNING,
+				(errmsg("durable: could not deliver a signal to invocation %s: %s",
+						s->invocation_id, edata->message),
+				 errdetail("The signal is kept and tried again in %d ms.", TIMER_RETRY_MS)));
+		edata = in_subtransaction(postpone_signal_fn, s);
+		if (edata != NULL)
+			ereport(WARNING,
+					(errmsg("durable: could not postpone a signal to invocation %s: %s",
+							s->invocation_id, edata->message)));
+	}
 }
 
 static void

@@ -47,6 +47,9 @@ extern bool lifecycle_finish_attempt(Attempt *a, int slot);
  */
 extern void lifecycle_notify(const char *invocation_id, NewEntry *entry);
 
+/* Queued signals are delivered (one subtransaction each). */
+extern void lifecycle_deliver_signals(int limit);
+
 /* Due timers become SleepCompletion notifications (one subtransaction each). */
 extern void lifecycle_fire_due_timers(int limit);
 

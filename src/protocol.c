@@ -24,6 +24,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "protocol.h"
+#include "protocol.pb-c.h"
 
 static void *protocol_alloc(void *allocator_data, size_t size);
 static void protocol_free(void *allocator_data, void *pointer);
@@ -138,6 +139,51 @@ protocol_message_name(uint16 type)
 	if (MSG_IS_CUSTOM(type))
 		return "Custom";
 	return "Unknown";
+}
+
+uint8 *
+protocol_signal_notification(uint32 index, const char *name,
+							 const SignalResult *result, size_t *len)
+{
+	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+	Wire__Void v = WIRE__VOID__INIT;
+	Wire__Value value = WIRE__VALUE__INIT;
+	Wire__Failure failure = WIRE__FAILURE__INIT;
+	uint8	   *buf;
+
+	if (name != NULL)
+	{
+		n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_SIGNAL_NAME;
+		n.signal_name = (char *) name;
+	}
+	else
+	{
+		n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_SIGNAL_ID;
+		n.signal_id = index;
+	}
+	switch (result->kind)
+	{
+		case SIGNAL_VOID:
+			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
+			n.void_ = &v;
+			break;
+		case SIGNAL_VALUE:
+			value.content.data = (uint8 *) result->value;
+			value.content.len = result->value_len;
+			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
+			n.value = &value;
+			break;
+		case SIGNAL_FAILURE:
+			failure.code = result->failure_code;
+			failure.message = (char *) (result->failure_message ? result->failure_message : "");
+			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
+			n.failure = &failure;
+			break;
+	}
+	*len = protobuf_c_message_get_packed_size(&n.base);
+	buf = palloc(Max(*len, 1));
+	protobuf_c_message_pack(&n.base, buf);
+	return buf;
 }
 
 int

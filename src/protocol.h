@@ -33,6 +33,30 @@
 /* Returns a stable name for a message type, e.g. "Run" or "Output". */
 extern const char *protocol_message_name(uint16 type);
 
+/* What a signal (an awakeable's completion too) carries. */
+typedef enum SignalResultKind
+{
+	SIGNAL_VOID,
+	SIGNAL_VALUE,
+	SIGNAL_FAILURE
+} SignalResultKind;
+
+typedef struct SignalResult
+{
+	SignalResultKind kind;
+	const uint8 *value;			/* SIGNAL_VALUE */
+	size_t		value_len;
+	uint32		failure_code;	/* SIGNAL_FAILURE */
+	const char *failure_message;
+} SignalResult;
+
+/*
+ * Encodes the SignalNotification for signal index (or, when name is not
+ * NULL, the named signal) carrying result; palloc'd, length in *len.
+ */
+extern uint8 *protocol_signal_notification(uint32 index, const char *name,
+										   const SignalResult *result, size_t *len);
+
 /* The type a name of protocol_message_name stands for; -1 if none. */
 extern int	protocol_message_type(const char *name);
 
