@@ -800,12 +800,16 @@ CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
 CREATE TABLE durable.signal_queue (
     id                  bigserial PRIMARY KEY,
     invocation_id       text NOT NULL,
+    -- 'signal', or 'kill' (durable.kill: no signal, the invocation ends)
+    action              text NOT NULL DEFAULT 'signal'
+                        CHECK (action IN ('signal', 'kill')),
     signal_index        integer,
     signal_name         text,
-    raw                 bytea NOT NULL,
+    raw                 bytea,
     queued_at           timestamptz NOT NULL DEFAULT now(),
     deliver_after       timestamptz NOT NULL DEFAULT now(),
-    CHECK ((signal_index IS NULL) <> (signal_name IS NULL))
+    CHECK (action = 'kill' OR
+           ((signal_index IS NULL) <> (signal_name IS NULL) AND raw IS NOT NULL))
 );
 SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue_id_seq', '');
@@ -823,6 +827,32 @@ CREATE FUNCTION durable._send_signal(invocation_id text, name text, value bytea,
 RETURNS void
 AS 'MODULE_PATHNAME', 'durable_send_signal'
 LANGUAGE C VOLATILE;
+
+CREATE FUNCTION durable._end_invocation(invocation_id text, kill boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'durable_end_invocation'
+LANGUAGE C VOLATILE;
+
+/*
+ * Cancel and kill, in the caller's transaction, usable in bulk:
+ *   SELECT durable.cancel(id) FROM durable.invocations WHERE ...
+ * Each returns false for an invocation that is completed already.
+ */
+CREATE FUNCTION durable.cancel(invocation_id text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._end_invocation(invocation_id, false)
+$$;
+
+CREATE FUNCTION durable.kill(invocation_id text)
+RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._end_invocation(invocation_id, true)
+$$;
 
 /*
  * Awakeables and signals from SQL, in the caller's transaction: rolled

@@ -77,6 +77,10 @@
 
 /* Reserved signal index used for cancellation. */
 #define SIGNAL_CANCEL			1
+#define SIGNAL_CANCEL_TEXT		"1"
+
+/* Signal indexes below this are reserved; awakeables take the others. */
+#define SIGNAL_FIRST_AWAKEABLE	17
 
 /*
  * Invocation statuses, as stored in durable.invocation.status.  "pending"
@@ -100,6 +104,7 @@
  */
 #define FAILURE_BAD_REQUEST			400
 #define FAILURE_NOT_FOUND			404
+#define FAILURE_CONFLICT			409	/* canceled, killed */
 #define FAILURE_TOO_LARGE			413
 #define FAILURE_INTERNAL			500
 #define FAILURE_NOT_SUPPORTED		501

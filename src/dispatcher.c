@@ -133,7 +133,7 @@ run_cycle(List *finished, List **completed_ids)
 				*completed_ids = lappend(*completed_ids, a->invocation_id);
 		}
 
-		lifecycle_deliver_signals(1000);
+		*completed_ids = list_concat(*completed_ids, lifecycle_deliver_signals(1000));
 		lifecycle_fire_due_timers(1000);
 
 		/* Once a second is plenty: lost attempts are rare. */

@@ -46,7 +46,8 @@ typedef struct StoredQuery
 
 static StoredQuery q_lock = {
 	"SELECT status, claimed_by, journal_size, retry_count_since_last_stored_entry, "
-	"waiting_completions, waiting_signals, waiting_named_signals "
+	"waiting_completions, waiting_signals, waiting_named_signals, "
+	"running_at IS NOT NULL, service_key IS NOT NULL "
 	"FROM durable.invocation WHERE id = $1 FOR UPDATE",
 	1, {TEXTOID}
 };
@@ -215,7 +216,8 @@ static StoredQuery q_queue_signal = {
 	4, {TEXTOID, INT4OID, TEXTOID, BYTEAOID}
 };
 static StoredQuery q_due_signals = {
-	"SELECT id, invocation_id, signal_index, signal_name, raw FROM durable.signal_queue "
+	"SELECT id, invocation_id, signal_index, signal_name, raw, action = 'kill' "
+	"FROM durable.signal_queue "
 	"WHERE deliver_after <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 	1, {INT4OID}
 };
@@ -375,6 +377,8 @@ store_lock_invocation(const char *invocation_id)
 	row.waiting_completions = get_array(tuple, desc, 5);
 	row.waiting_signals = get_array(tuple, desc, 6);
 	row.waiting_named_signals = get_array(tuple, desc, 7);
+	row.started = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
+	row.keyed = DatumGetBool(SPI_getbinval(tuple, desc, 9, &isnull));
 	return row;
 }
 
@@ -794,7 +798,9 @@ store_due_signals(int limit)
 		d = SPI_getbinval(tuple, desc, 3, &isnull);
 		s->signal_index = isnull ? 0 : (uint32) DatumGetInt32(d);
 		s->signal_name = get_text(tuple, desc, 4);
-		s->raw = DatumGetByteaPCopy(SPI_getbinval(tuple, desc, 5, &isnull));
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		s->raw = isnull ? NULL : DatumGetByteaPCopy(d);
+		s->kill = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
 		due = lappend(due, s);
 	}
 	return due;

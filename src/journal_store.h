@@ -37,6 +37,8 @@ typedef struct InvocationRow
 	int			claimed_by;		/* -1: NULL */
 	int			journal_size;
 	int			retry_count_since_last_stored_entry;
+	bool		started;		/* an attempt ever ran (running_at set) */
+	bool		keyed;			/* a virtual object or workflow */
 	ArrayType  *waiting_completions;	/* NULL if none */
 	ArrayType  *waiting_signals;
 	ArrayType  *waiting_named_signals;
@@ -97,6 +99,7 @@ typedef struct QueuedSignal
 {
 	int64		id;
 	char	   *invocation_id;
+	bool		kill;			/* durable.kill: no signal, end it */
 	uint32		signal_index;	/* 0: named */
 	char	   *signal_name;
 	bytea	   *raw;

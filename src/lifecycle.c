@@ -70,12 +70,18 @@ static const Transition transitions[] = {
 	{STATUS_READY, STATUS_RUNNING, "claim"},
 	{STATUS_SCHEDULED, STATUS_RUNNING, "claim"},
 	{STATUS_BACKING_OFF, STATUS_RUNNING, "claim"},
-	{STATUS_RUNNING, STATUS_COMPLETED, "End, or failure with retries exhausted (kill)"},
+	{STATUS_RUNNING, STATUS_COMPLETED, "End, failure with retries exhausted (policy kill), or kill"},
 	{STATUS_RUNNING, STATUS_SUSPENDED, "Suspension"},
 	{STATUS_RUNNING, STATUS_READY, "Suspension already satisfied, or attempt lost"},
 	{STATUS_RUNNING, STATUS_BACKING_OFF, "failure, retries left"},
 	{STATUS_RUNNING, STATUS_PAUSED, "failure, retries exhausted or unretryable"},
 	{STATUS_SUSPENDED, STATUS_READY, "notification it waits for"},
+	{STATUS_PAUSED, STATUS_READY, "cancel: the handler unwinds"},
+	{STATUS_READY, STATUS_COMPLETED, "cancel before it started, or kill"},
+	{STATUS_SCHEDULED, STATUS_COMPLETED, "cancel before it started, or kill"},
+	{STATUS_SUSPENDED, STATUS_COMPLETED, "kill"},
+	{STATUS_BACKING_OFF, STATUS_COMPLETED, "kill"},
+	{STATUS_PAUSED, STATUS_COMPLETED, "kill"},
 };
 
 /* Shortest delay between two attempts, whatever a retry policy says. */
@@ -573,21 +579,65 @@ fire_timer_fn(void *arg)
 }
 
 /*
- * Delivers one queued signal.  A signal for an invocation that no longer
- * exists or has completed, or a second completion of the same awakeable,
- * is dropped: there is nobody left to tell.
+ * Ends an invocation with failure 409 without asking its service: a kill,
+ * or the cancellation of one that never started.  An attempt still in
+ * flight finds the invocation completed and is discarded.
+ */
+static void
+end_invocation(const char *invocation_id, const InvocationRow *row, const char *why)
+{
+	InvocationUpdate u = {0};
+
+	check_transition(row->status, STATUS_COMPLETED);
+	u.status = STATUS_COMPLETED;
+	u.retry_count_since_last_stored_entry = -1;
+	u.completed = true;
+	u.completion_failed = true;
+	u.completion_failure_code = FAILURE_CONFLICT;
+	u.completion_failure = why;
+	store_update_invocation(invocation_id, &u);
+	store_delete_timers(invocation_id);
+	if (row->keyed)
+		shared_state_wake_dispatchers_at_commit();
+}
+
+typedef struct DeliverArgs
+{
+	QueuedSignal *signal;
+	bool		completed;
+} DeliverArgs;
+
+/*
+ * Delivers one queued signal, cancellation or kill.  One for an invocation
+ * that no longer exists or has completed, or a second completion of the
+ * same awakeable, is dropped: there is nobody left to tell.
  */
 static void
 deliver_signal_fn(void *arg)
 {
-	QueuedSignal *s = arg;
+	DeliverArgs *args = arg;
+	QueuedSignal *s = args->signal;
 	InvocationRow row;
 	NewEntry	e = {0};
 
+	args->completed = false;
 	store_delete_signal(s->id);
 	row = store_lock_invocation(s->invocation_id);
 	if (!row.found || strcmp(row.status, STATUS_COMPLETED) == 0)
 		return;
+	if (s->kill)
+	{
+		/* A running invocation too: its attempt in flight is discarded. */
+		end_invocation(s->invocation_id, &row, "killed");
+		args->completed = true;
+		return;
+	}
+	if (s->signal_index == SIGNAL_CANCEL && !row.started)
+	{
+		end_invocation(s->invocation_id, &row, "canceled");
+		args->completed = true;
+		return;
+	}
 	if (s->signal_index != 0)
 	{
 		WaitSet		w = {0};
@@ -603,6 +653,19 @@ deliver_signal_fn(void *arg)
 	e.raw = (const uint8 *) VARDATA_ANY(s->raw);
 	e.len = VARSIZE_ANY_EXHDR(s->raw);
 	lifecycle_notify(s->invocation_id, &e);
+
+	/* A paused invocation that is cancelled runs again, to unwind. */
+	if (s->signal_index == SIGNAL_CANCEL && strcmp(row.status, STATUS_PAUSED) == 0)
+	{
+		InvocationUpdate u = {0};
+
+		check_transition(STATUS_PAUSED, STATUS_READY);
+		u.status = STATUS_READY;
+		u.retry_count_since_last_stored_entry = 0;
+		u.run_at = GetCurrentTransactionStartTimestamp();
+		store_update_invocation(s->invocation_id, &u);
+		shared_state_wake_dispatchers_at_commit();
+	}
 }
 
 static void
@@ -611,18 +674,24 @@ postpone_signal_fn(void *arg)
 	store_postpone_signal(((QueuedSignal *) arg)->id, TIMER_RETRY_MS);
 }
 
-void
+List *
 lifecycle_deliver_signals(int limit)
 {
 	ListCell   *lc;
+	List	   *completed_ids = NIL;
 
 	foreach(lc, store_due_signals(limit))
 	{
 		QueuedSignal *s = lfirst(lc);
-		ErrorData  *edata = in_subtransaction(deliver_signal_fn, s);
+		DeliverArgs args = {s, false};
+		ErrorData  *edata = in_subtransaction(deliver_signal_fn, &args);
 
 		if (edata == NULL)
+		{
+			if (args.completed)
+				completed_ids = lappend(completed_ids, s->invocation_id);
 			continue;
+		}
 		ereport(WARNING,
 				(errmsg("durable: could not deliver a signal to invocation %s: %s",
 						s->invocation_id, edata->message),
@@ -633,6 +702,7 @@ lifecycle_deliver_signals(int limit)
 					(errmsg("durable: could not postpone a signal to invocation %s: %s",
 							s->invocation_id, edata->message)));
 	}
+	return completed_ids;
 }
 
 static void

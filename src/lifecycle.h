@@ -47,8 +47,12 @@ extern bool lifecycle_finish_attempt(Attempt *a, int slot);
  */
 extern void lifecycle_notify(const char *invocation_id, NewEntry *entry);
 
-/* Queued signals are delivered (one subtransaction each). */
-extern void lifecycle_deliver_signals(int limit);
+/*
+ * Queued signals are delivered, and queued cancellations and kills carried
+ * out (one subtransaction each).  Returns the ids (palloc'd) of the
+ * invocations that completed because of them.
+ */
+extern List *lifecycle_deliver_signals(int limit);
 
 /* Due timers become SleepCompletion notifications (one subtransaction each). */
 extern void lifecycle_fire_due_timers(int limit);

@@ -30,6 +30,7 @@
 
 PG_FUNCTION_INFO_V1(durable_complete_awakeable);
 PG_FUNCTION_INFO_V1(durable_send_signal);
+PG_FUNCTION_INFO_V1(durable_end_invocation);
 
 /* Code of the TerminalError a rejection becomes in the handler. */
 #define REJECTION_FAILURE_CODE	500
@@ -175,7 +176,7 @@ durable_complete_awakeable(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("awakeable id must not be NULL")));
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!awakeable_id_parse(id, raw, &index) || index == 0)
+	if (!awakeable_id_parse(id, raw, &index) || index < SIGNAL_FIRST_AWAKEABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid awakeable id \"%s\"", id),
@@ -218,4 +219,96 @@ durable_send_signal(PG_FUNCTION_ARGS)
 	result = result_from_args(fcinfo, 2, 3);
 	queue_signal(id, 0, name, &result, psprintf("signal \"%s\"", name));
 	PG_RETURN_VOID();
+}
+
+/*
+ * durable._end_invocation(invocation_id text, kill boolean) returns boolean
+ *
+ * Cancel queues the CANCEL signal (index 1): a started invocation gets it
+ * in its journal and its handler unwinds (the SDK throws a cancellation
+ * error, compensations run); one that never started ends at once with
+ * failure 409 when the signal is delivered.  Kill queues an order to end
+ * the invocation with failure 409 without asking the service.  Either is
+ * carried out by a dispatcher once the caller commits (lifecycle.c).
+ * Returns false, and does nothing, for a completed invocation.
+ */
+Datum
+durable_end_invocation(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr status_plan = NULL;
+	static SPIPlanPtr queue_plan = NULL;
+	char	   *id;
+	bool		kill = PG_GETARG_BOOL(1);
+	uint8		raw[INVOCATION_ID_RAW_LEN];
+	Datum		values[3];
+	char		nulls[3] = "   ";
+	bool		isnull;
+	char	   *status;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("invocation id must not be NULL")));
+	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!invocation_id_parse(id, raw))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid invocation id \"%s\"", id),
+				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+
+	SPI_connect();
+	if (status_plan == NULL)
+	{
+		Oid			t1[1] = {TEXTOID};
+		Oid			t3[3] = {TEXTOID, TEXTOID, BYTEAOID};
+
+		status_plan = SPI_prepare("SELECT status FROM durable.invocation "
+								  "WHERE id OPERATOR(pg_catalog.=) $1", 1, t1);
+		queue_plan = SPI_prepare(
+			"INSERT INTO durable.signal_queue (invocation_id, action, signal_index, raw) "
+			"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'signal' THEN "
+			SIGNAL_CANCEL_TEXT " END, $3) "
+			"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL "
+			"DO NOTHING", 3, t3);
+		if (status_plan == NULL || queue_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(status_plan);
+		SPI_keepplan(queue_plan);
+	}
+	values[0] = CStringGetTextDatum(id);
+	if (SPI_execute_plan(status_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading invocation %s failed", id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invocation \"%s\" not found", id)));
+	status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+											   SPI_tuptable->tupdesc, 1, &isnull));
+	if (strcmp(status, STATUS_COMPLETED) == 0)
+	{
+		SPI_finish();
+		PG_RETURN_BOOL(false);
+	}
+
+	values[1] = CStringGetTextDatum(kill ? "kill" : "signal");
+	if (kill)
+		nulls[2] = 'n';
+	else
+	{
+		SignalResult result = {SIGNAL_VOID};
+		size_t		len;
+		uint8	   *notification = protocol_signal_notification(SIGNAL_CANCEL, NULL,
+																&result, &len);
+		bytea	   *b = palloc(VARHDRSZ + len);
+
+		SET_VARSIZE(b, VARHDRSZ + len);
+		memcpy(VARDATA(b), notification, len);
+		values[2] = PointerGetDatum(b);
+	}
+	if (SPI_execute_plan(queue_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "queuing the %s of invocation %s failed", kill ? "kill" : "cancellation", id);
+	SPI_finish();
+
+	shared_state_wake_dispatchers_at_commit();
+	PG_RETURN_BOOL(true);
 }

@@ -79,6 +79,13 @@ GRANT EXECUTE ON FUNCTION
     durable.await(text, interval),
     durable.output(text)
   TO attacker, invoker, app_group;
+GRANT EXECUTE ON FUNCTION
+    durable.resolve_awakeable(text, jsonb), durable.resolve_awakeable(text, bytea),
+    durable.reject_awakeable(text, text),
+    durable.signal(text, text, jsonb), durable.signal(text, text, bytea),
+    durable.reject_signal(text, text, text),
+    durable.cancel(text), durable.kill(text)
+  TO attacker;
 GRANT SELECT ON durable.invocations, durable.journal, durable.state,
     durable.deployments, durable.services, durable.handlers
   TO attacker, invoker, app_group;
@@ -168,8 +175,10 @@ is( owner_sql(
 		q{SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 		   WHERE p.pronamespace = 'durable'::regnamespace AND p.prosecdef
 		     AND p.proname NOT LIKE '\_%'}),
-	'await,output,register_deployment,send,send',
-	'the public SECURITY DEFINER entry points are await, output, register_deployment, send');
+	'await,cancel,kill,output,register_deployment,reject_awakeable,reject_signal,'
+	  . 'resolve_awakeable,resolve_awakeable,send,send,signal,signal',
+	'the public SECURITY DEFINER entry points are await, cancel, kill, output, '
+	  . 'register_deployment, the awakeable and signal functions, send');
 is( owner_sql(
 		q{SELECT count(*) FROM pg_proc p
 		   WHERE p.pronamespace = 'durable'::regnamespace AND p.prosecdef
@@ -199,6 +208,19 @@ SELECT count(*) >= 0 FROM durable.state WHERE key = 'count' AND value_utf8 = '2'
 SELECT count(*) >= 0 FROM durable.deployments WHERE uri = '$uri';
 SELECT count(*) >= 0 FROM durable.services WHERE name = 'Greeter';
 SELECT count(*) >= 0 FROM durable.handlers WHERE name = 'greet';
+SELECT durable.send('Greeter', 'greet', '"later"'::jsonb, delay => '1 hour') AS later \\gset
+SELECT durable.send('Greeter', 'greet', '"later"'::jsonb, delay => '1 hour') AS later2 \\gset
+SELECT 'sign_1' || rtrim(translate(encode(durable.invocation_id_bytes(:'later')
+           || '\\x00000011'::bytea, 'base64'), '+/', '-_'), '=') AS aw17,
+       'sign_1' || rtrim(translate(encode(durable.invocation_id_bytes(:'later')
+           || '\\x00000012'::bytea, 'base64'), '+/', '-_'), '=') AS aw18 \\gset
+SELECT durable.resolve_awakeable(:'aw17', '1'::jsonb);
+SELECT durable.reject_awakeable(:'aw18', 'no');
+SELECT durable.signal(:'later', 'go', '1'::jsonb);
+SELECT durable.signal(:'later', 'go-bytes', '\\x31'::bytea);
+SELECT durable.reject_signal(:'later', 'stop', 'no');
+SELECT durable.cancel(:'later');
+SELECT durable.kill(:'later2');
 });
 is($err, '', 'attacker went through every entry point without an error');
 like($out, qr/^evil, pg_catalog, public$/m, 'with its schema first in search_path');
