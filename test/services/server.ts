@@ -22,6 +22,7 @@ import { randomBytes } from "node:crypto";
 import * as restate from "@restatedev/restate-sdk";
 import { Counter, Extra, Greeter, Probe, Steps } from "./services.ts";
 import { writeLine } from "./effects.ts";
+import { Approvals, AwakeableHolder, TestUtilsService, VirtualObjectCommandInterpreter } from "./signals.ts";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 // What we use of http.ServerResponse and http2.Http2ServerResponse (their
@@ -73,6 +74,21 @@ const variants: Record<number, Handler> = {
   2: sdkHandler([Greeter, Steps, Probe, Counter, Extra]),
 };
 let currentVariant = 1;
+
+// Paths under /signals/ reach variant 1 plus the awakeable and signal
+// services of signals.ts (register http://…/signals as the deployment).
+// They are kept out of variant 1 so that its service list, which the
+// regression suite prints, stays as it is.
+const signalsVariant = sdkHandler([
+  Greeter,
+  Steps,
+  Probe,
+  Counter,
+  Approvals,
+  AwakeableHolder,
+  TestUtilsService,
+  VirtualObjectCommandInterpreter,
+]);
 
 // ---------------------------------------------------------------- misbehaviour
 
@@ -467,6 +483,8 @@ function route(req: Req, res: Res): void {
     if (rule) return misbehave(rule, path, req, res);
   }
 
+  // /signals/... always reaches the variant with the services of signals.ts.
+  if (path.startsWith("/signals/")) return signalsVariant(req, res);
   // /v1/... and /v2/... always reach that variant (the SDK ignores path
   // prefixes before /discover and /invoke); everything else the current one.
   const pinned = /^\/v([12])\//.exec(path);
