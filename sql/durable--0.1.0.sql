@@ -866,8 +866,8 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT durable._complete_awakeable(awakeable_id,
-               pg_catalog.convert_to(coalesce(value, 'null'::pg_catalog.jsonb)::pg_catalog.text,
-                                     'UTF8'),
+               CASE WHEN value IS NOT NULL
+                    THEN pg_catalog.convert_to(value::pg_catalog.text, 'UTF8') END,
                NULL)
 $$;
 
@@ -876,7 +876,7 @@ RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT durable._complete_awakeable(awakeable_id, coalesce(value, ''::pg_catalog.bytea), NULL)
+    SELECT durable._complete_awakeable(awakeable_id, value, NULL)
 $$;
 
 CREATE FUNCTION durable.reject_awakeable(awakeable_id text, reason text)
@@ -893,8 +893,8 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT durable._send_signal(invocation_id, name,
-               pg_catalog.convert_to(coalesce(value, 'null'::pg_catalog.jsonb)::pg_catalog.text,
-                                     'UTF8'),
+               CASE WHEN value IS NOT NULL
+                    THEN pg_catalog.convert_to(value::pg_catalog.text, 'UTF8') END,
                NULL)
 $$;
 
@@ -903,7 +903,7 @@ RETURNS void
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT durable._send_signal(invocation_id, name, coalesce(value, ''::pg_catalog.bytea), NULL)
+    SELECT durable._send_signal(invocation_id, name, value, NULL)
 $$;
 
 CREATE FUNCTION durable.reject_signal(invocation_id text, name text, reason text)

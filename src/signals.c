@@ -182,9 +182,6 @@ durable_complete_awakeable(PG_FUNCTION_ARGS)
 				 errmsg("invalid awakeable id \"%s\"", id),
 				 errdetail("An awakeable id is \"sign_1\" followed by 38 base64url characters, as ctx.awakeable() returns it.")));
 	result = result_from_args(fcinfo, 1, 2);
-	/* A handler wants a value: "no value" is an empty one. */
-	if (result.kind == SIGNAL_VOID)
-		result.kind = SIGNAL_VALUE;
 	queue_signal(invocation_id_format(raw), index, NULL, &result,
 				 psprintf("awakeable \"%s\"", id));
 	PG_RETURN_VOID();
