@@ -331,6 +331,19 @@ SELECT service_name, service_key, key,
        value
   FROM durable.state_entry;
 
+-- Invocations queued behind a virtual object's or workflow's key lock, in
+-- the order they will run (position 1 runs next); what the invocations
+-- view shows as pending.
+CREATE VIEW durable.inbox AS
+SELECT i.service_name, i.service_key,
+       row_number() OVER (PARTITION BY i.service_name, i.service_key
+                          ORDER BY i.created_at, i.id) AS position,
+       i.id, i.handler_name, i.created_at
+  FROM durable.invocation i
+  JOIN durable._invocation_queue q ON q.id = i.id
+ WHERE i.status IN ('ready', 'scheduled', 'backing-off')
+   AND i.run_at <= now() AND q.behind_lock;
+
 /*
  * ---------------------------------------------------------------------------
  * Deployments
@@ -788,6 +801,18 @@ CREATE TABLE durable.timer (
 );
 SELECT pg_catalog.pg_extension_config_dump('durable.timer', '');
 CREATE INDEX timer_wake_at_idx ON durable.timer (wake_at);
+
+-- Pending ctx.sleep timers, with what they belong to.
+CREATE VIEW durable.timers AS
+SELECT t.invocation_id AS id,
+       i.service_name || '/' ||
+         CASE WHEN i.service_key IS NOT NULL THEN i.service_key || '/' ELSE '' END ||
+         i.handler_name AS target,
+       t.completion_id,
+       t.wake_at,
+       t.wake_at = 'infinity' AS never
+  FROM durable.timer t
+  JOIN durable.invocation i ON i.id = t.invocation_id;
 
 /*
  * Signals on their way to an invocation: awakeable completions and named

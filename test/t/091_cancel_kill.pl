@@ -48,6 +48,11 @@ my $sleeper = query(q{SELECT durable.send('Probe', 'sleep', '600000'::jsonb)});
 ok(wait_for($node, "SELECT status FROM durable.invocations WHERE id = '$sleeper'",
 		'suspended', 30),
 	'cancel: a sleeping invocation is suspended');
+is( query(
+		"SELECT target || ' ' || (wake_at > now()) || ' ' || never FROM durable.timers WHERE id = '$sleeper'"
+	),
+	'Probe/sleep true false',
+	'timers view: the sleep is listed with its target');
 is(query("SELECT durable.cancel('$sleeper')"), 't', 'cancel: returns true');
 ok(wait_for_completion($node, $sleeper, 30), 'cancel: the invocation completes');
 is(row($sleeper, 'completion_result, completion_failure_code'),
@@ -140,6 +145,10 @@ ok( wait_for(
 		$node, "SELECT status FROM durable.invocations WHERE id = '$queued'",
 		'pending', 10),
 	'kill: the second add waits for the key');
+is( query(
+		"SELECT service_name || '/' || service_key || ' ' || position || ' ' || id FROM durable.inbox"),
+	"Counter/k 1 $queued",
+	'inbox view: the second add is first in line for key k');
 query("SELECT durable.kill('$holder')");
 misbehave($svc, mode => 'off');
 ok(wait_for_completion($node, $queued, 30), 'kill: the second add runs once the key is free');
