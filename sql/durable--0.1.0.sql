@@ -946,14 +946,24 @@ $$;
  * stored manifest can make a claim fail.  durable.register_deployment
  * rejects such values with a clear error in the first place.
  */
+CREATE FUNCTION durable._option_number(options jsonb, field text,
+                                       low numeric, high numeric)
+RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
+                 AND (options ->> field)::numeric BETWEEN low AND high
+                THEN (options ->> field)::numeric END
+$$;
+
+-- The ranges are those durable._check_manifest_options accepts.
 CREATE FUNCTION durable._option_ms(options jsonb, field text)
 RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
-                 AND (options ->> field)::numeric BETWEEN 0 AND 1e15
-                THEN round((options ->> field)::numeric)::bigint END
+    SELECT round(durable._option_number(options, field, 0, 9007199254740991))::bigint
 $$;
 
 CREATE FUNCTION durable._option_count(options jsonb, field text)
@@ -961,9 +971,7 @@ RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
-                 AND (options ->> field)::numeric BETWEEN 0 AND 2147483647
-                THEN trunc((options ->> field)::numeric)::integer END
+    SELECT trunc(durable._option_number(options, field, 0, 2147483647))::integer
 $$;
 
 CREATE FUNCTION durable._option_factor(options jsonb, field text)
@@ -971,9 +979,7 @@ RETURNS float8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN jsonb_typeof(options -> field) = 'number'
-                 AND (options ->> field)::numeric BETWEEN 1 AND 1000
-                THEN (options ->> field)::float8 END
+    SELECT durable._option_number(options, field, 1, 100)::float8
 $$;
 
 /*

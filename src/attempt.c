@@ -487,6 +487,27 @@ add_notification(Attempt *a, AttemptEffects *fx, uint16 type,
 	completion_seen(a, n->completion_id, true)->completed = true;
 }
 
+/* What a CompleteAwakeable or SendSignal carries: a failure, a value or nothing. */
+static SignalResult
+signal_result(const Wire__Failure *failure, const Wire__Value *value)
+{
+	SignalResult result = {SIGNAL_VOID};
+
+	if (failure != NULL)
+	{
+		result.kind = SIGNAL_FAILURE;
+		result.failure_code = failure->code;
+		result.failure_message = failure->message;
+	}
+	else if (value != NULL)
+	{
+		result.kind = SIGNAL_VALUE;
+		result.value = value->content.data;
+		result.value_len = value->content.len;
+	}
+	return result;
+}
+
 /* Queues a signal for another invocation. */
 static void
 add_signal(AttemptEffects *fx, char *target, uint32 index, char *name,
@@ -763,7 +784,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 						   wire__complete_awakeable_command_message__unpack, body, len, msg_type);
 				uint8		target[INVOCATION_ID_RAW_LEN];
 				uint32		index;
-				SignalResult result = {0};
+				SignalResult result;
 
 				/*
 				 * A handler may pass anything it was given as an awakeable id.
@@ -777,22 +798,10 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 									a->invocation_id, attempt_text(m->awakeable_id, strlen(m->awakeable_id)))));
 					break;
 				}
-				if (m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_FAILURE &&
-					m->failure != NULL)
-				{
-					result.kind = SIGNAL_FAILURE;
-					result.failure_code = m->failure->code;
-					result.failure_message = m->failure->message;
-				}
-				else
-				{
-					result.kind = SIGNAL_VALUE;
-					if (m->value != NULL)
-					{
-						result.value = m->value->content.data;
-						result.value_len = m->value->content.len;
-					}
-				}
+				result = signal_result(m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_FAILURE ?
+									   m->failure : NULL,
+									   m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_VALUE ?
+									   m->value : NULL);
 				add_signal(fx, invocation_id_format(target), index, NULL, &result);
 				break;
 			}
@@ -802,7 +811,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 					DECODE(Wire__SendSignalCommandMessage,
 						   wire__send_signal_command_message__unpack, body, len, msg_type);
 				uint8		target[INVOCATION_ID_RAW_LEN];
-				SignalResult result = {0};
+				SignalResult result;
 
 				if (!invocation_id_parse(m->target_invocation_id, target))
 				{
@@ -812,28 +821,15 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 									attempt_text(m->target_invocation_id, strlen(m->target_invocation_id)))));
 					break;
 				}
-				if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_IDX && m->idx == 0)
-					protocol_violation("service sent a signal without an index or a name");
-				if (m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_FAILURE &&
-					m->failure != NULL)
-				{
-					result.kind = SIGNAL_FAILURE;
-					result.failure_code = m->failure->code;
-					result.failure_message = m->failure->message;
-				}
-				else if (m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_VALUE &&
-						 m->value != NULL)
-				{
-					result.kind = SIGNAL_VALUE;
-					result.value = m->value->content.data;
-					result.value_len = m->value->content.len;
-				}
-				else
-					result.kind = SIGNAL_VOID;
+				result = signal_result(m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_FAILURE ?
+									   m->failure : NULL,
+									   m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_VALUE ?
+									   m->value : NULL);
 				if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_NAME)
 					add_signal(fx, pstrdup(m->target_invocation_id), 0,
 							   attempt_text(m->name, strlen(m->name)), &result);
-				else if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_IDX)
+				else if (m->signal_id_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__SIGNAL_ID_IDX &&
+						 m->idx != 0)
 					add_signal(fx, pstrdup(m->target_invocation_id), m->idx, NULL, &result);
 				else
 					protocol_violation("service sent a signal without an index or a name");

@@ -90,7 +90,6 @@
  */
 #define STATUS_SCHEDULED	"scheduled"
 #define STATUS_READY		"ready"
-#define STATUS_PENDING		"pending"
 #define STATUS_RUNNING		"running"
 #define STATUS_SUSPENDED	"suspended"
 #define STATUS_BACKING_OFF	"backing-off"
@@ -99,10 +98,10 @@
 
 /*
  * Failure codes durable records for an attempt (last_failure_error_code) or
- * an invocation, beside those a service reports itself.  570 and 571 are
- * Restate's journal mismatch and protocol violation codes.
+ * an invocation, beside those a service reports itself.  571 is
+ * Restate's protocol violation code (570, journal mismatch, comes from the
+ * SDK).
  */
-#define FAILURE_BAD_REQUEST			400
 #define FAILURE_NOT_FOUND			404
 #define FAILURE_CONFLICT			409	/* canceled, killed */
 #define FAILURE_TOO_LARGE			413
@@ -110,7 +109,6 @@
 #define FAILURE_NOT_SUPPORTED		501
 #define FAILURE_UNREACHABLE			503
 #define FAILURE_TIMEOUT				504
-#define FAILURE_JOURNAL_MISMATCH	570
 #define FAILURE_PROTOCOL_VIOLATION	571
 
 #endif							/* DURABLE_CONSTANTS_H */

@@ -268,6 +268,16 @@ invocation_id_parse(const char *text, uint8 *raw)
 	return true;
 }
 
+void
+invocation_id_parse_or_error(const char *text, uint8 *raw)
+{
+	if (!invocation_id_parse(text, raw))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid invocation id \"%s\"", text),
+				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+}
+
 bool
 awakeable_id_parse(const char *text, uint8 *raw_invocation_id, uint32 *signal_index)
 {
@@ -352,11 +362,7 @@ durable_invocation_id_bytes(PG_FUNCTION_ARGS)
 	result = (bytea *) palloc(VARHDRSZ + INVOCATION_ID_RAW_LEN);
 	SET_VARSIZE(result, VARHDRSZ + INVOCATION_ID_RAW_LEN);
 
-	if (!invocation_id_parse(idtext, (uint8 *) VARDATA(result)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid invocation id \"%s\"", idtext),
-				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+	invocation_id_parse_or_error(idtext, (uint8 *) VARDATA(result));
 
 	PG_RETURN_BYTEA_P(result);
 }

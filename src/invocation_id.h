@@ -56,6 +56,9 @@ extern void invocation_id_format_into(const uint8 *raw, char *dst);
  */
 extern bool invocation_id_parse(const char *text, uint8 *raw);
 
+/* invocation_id_parse, raising 22023 for a malformed id (SQL arguments). */
+extern void invocation_id_parse_or_error(const char *text, uint8 *raw);
+
 /*
  * Awakeable ids: "sign_1" + base64url without padding of (the raw
  * invocation id, 24 bytes, then the signal index as a big-endian u32), as

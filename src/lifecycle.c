@@ -156,7 +156,7 @@ failure_code_for(int sqlerrcode)
 static int64
 backoff_ms(const RetryPolicy *p, int failures)
 {
-	double		factor = (p->factor >= 1.0 && p->factor <= 1000.0) ? p->factor : 1.0;
+	double		factor = (p->factor >= 1.0 && p->factor <= 100.0) ? p->factor : 1.0;
 	int64		max_ms = Max(p->max_interval_ms, MIN_RETRY_DELAY_MS);
 	double		delay = (double) p->initial_interval_ms * pow(factor, Max(failures - 1, 0));
 
@@ -247,14 +247,22 @@ lock_own_attempt(FinishArgs *args, InvocationRow *row)
 	return true;
 }
 
-/* What follows any completion: no timer outlives it, the key is free. */
+/*
+ * What follows any completion, however it came: no timer outlives it, and
+ * a keyed invocation's lock is free, so the next one in line may run.
+ */
+static void
+after_completion(const char *invocation_id, bool keyed)
+{
+	store_delete_timers(invocation_id);
+	if (keyed)
+		shared_state_wake_dispatchers_at_commit();
+}
+
 static void
 completed(Attempt *a, FinishArgs *args)
 {
-	store_delete_timers(a->invocation_id);
-	/* The key's lock is free: the next invocation in line may run. */
-	if (a->service_key != NULL)
-		shared_state_wake_dispatchers_at_commit();
+	after_completion(a->invocation_id, a->service_key != NULL);
 	args->result = FINISH_COMPLETED;
 }
 
@@ -512,31 +520,34 @@ text_array_contains(ArrayType *array, const char *value)
 	return false;
 }
 
-void
-lifecycle_notify(const char *invocation_id, NewEntry *entry)
+/*
+ * Appends a notification to an invocation whose row is locked (row) and
+ * not completed.  It resumes a suspended invocation waiting for exactly
+ * this notification, and a paused one that is cancelled (it runs again to
+ * unwind); otherwise the invocation finds it in its journal next time.
+ */
+static void
+append_notification(const char *invocation_id, const InvocationRow *row,
+					NewEntry *entry)
 {
-	InvocationRow row = store_lock_invocation(invocation_id);
+	bool		resumes;
 
 	Assert(MSG_IS_NOTIFICATION(entry->type));
-	if (!row.found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invocation \"%s\" not found", invocation_id)));
-	if (strcmp(row.status, STATUS_COMPLETED) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("invocation \"%s\" is completed", invocation_id)));
+	store_append_entries(invocation_id, row->journal_size, list_make1(entry));
 
-	store_append_entries(invocation_id, row.journal_size, list_make1(entry));
+	if (strcmp(row->status, STATUS_SUSPENDED) == 0)
+		resumes = int4_array_contains(row->waiting_completions, entry->completion_id) ||
+			int4_array_contains(row->waiting_signals, entry->signal_id) ||
+			text_array_contains(row->waiting_named_signals, entry->signal_name);
+	else
+		resumes = strcmp(row->status, STATUS_PAUSED) == 0 &&
+			entry->type == MSG_SIGNAL_NOTIFICATION && entry->signal_id == SIGNAL_CANCEL;
 
-	if (strcmp(row.status, STATUS_SUSPENDED) == 0 &&
-		(int4_array_contains(row.waiting_completions, entry->completion_id) ||
-		 int4_array_contains(row.waiting_signals, entry->signal_id) ||
-		 text_array_contains(row.waiting_named_signals, entry->signal_name)))
+	if (resumes)
 	{
 		InvocationUpdate u = {0};
 
-		check_transition(STATUS_SUSPENDED, STATUS_READY);
+		check_transition(row->status, STATUS_READY);
 		u.status = STATUS_READY;
 		u.appended = 1;
 		u.retry_count_since_last_stored_entry = 0;
@@ -546,6 +557,22 @@ lifecycle_notify(const char *invocation_id, NewEntry *entry)
 	}
 	else
 		store_note_appended(invocation_id, 1);
+}
+
+void
+lifecycle_notify(const char *invocation_id, NewEntry *entry)
+{
+	InvocationRow row = store_lock_invocation(invocation_id);
+
+	if (!row.found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invocation \"%s\" not found", invocation_id)));
+	if (strcmp(row.status, STATUS_COMPLETED) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("invocation \"%s\" is completed", invocation_id)));
+	append_notification(invocation_id, &row, entry);
 }
 
 /*
@@ -596,9 +623,7 @@ end_invocation(const char *invocation_id, const InvocationRow *row, const char *
 	u.completion_failure_code = FAILURE_CONFLICT;
 	u.completion_failure = why;
 	store_update_invocation(invocation_id, &u);
-	store_delete_timers(invocation_id);
-	if (row->keyed)
-		shared_state_wake_dispatchers_at_commit();
+	after_completion(invocation_id, row->keyed);
 }
 
 typedef struct DeliverArgs
@@ -652,20 +677,7 @@ deliver_signal_fn(void *arg)
 	e.signal_name = s->signal_name;
 	e.raw = (const uint8 *) VARDATA_ANY(s->raw);
 	e.len = VARSIZE_ANY_EXHDR(s->raw);
-	lifecycle_notify(s->invocation_id, &e);
-
-	/* A paused invocation that is cancelled runs again, to unwind. */
-	if (s->signal_index == SIGNAL_CANCEL && strcmp(row.status, STATUS_PAUSED) == 0)
-	{
-		InvocationUpdate u = {0};
-
-		check_transition(STATUS_PAUSED, STATUS_READY);
-		u.status = STATUS_READY;
-		u.retry_count_since_last_stored_entry = 0;
-		u.run_at = GetCurrentTransactionStartTimestamp();
-		store_update_invocation(s->invocation_id, &u);
-		shared_state_wake_dispatchers_at_commit();
-	}
+	append_notification(s->invocation_id, &row, &e);
 }
 
 static void

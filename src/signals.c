@@ -36,6 +36,53 @@ PG_FUNCTION_INFO_V1(durable_end_invocation);
 #define REJECTION_FAILURE_CODE	500
 
 /*
+ * The status of an invocation, read without locking it; 42704 if there is
+ * none (what: what the caller addressed, for the detail).  Call with SPI
+ * connected.
+ */
+static char *
+invocation_status(const char *invocation_id, const char *what)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+	bool		isnull;
+
+	if (plan == NULL)
+	{
+		Oid			types[1] = {TEXTOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT status FROM durable.invocation "
+									"WHERE id OPERATOR(pg_catalog.=) $1", 1, types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		plan = p;
+	}
+	if (SPI_execute_plan(plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading invocation %s failed", invocation_id);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invocation \"%s\" not found", invocation_id),
+				 what ? errdetail("The %s belongs to that invocation.", what) : 0));
+	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* The SignalNotification for the queue, as a bytea. */
+static bytea *
+signal_notification_bytea(uint32 index, const char *name, const SignalResult *result)
+{
+	size_t		len;
+	uint8	   *raw = protocol_signal_notification(index, name, result, &len);
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), raw, len);
+	return b;
+}
+
+/*
  * Checks the target, then queues the notification.  signal_index != 0 is an
  * awakeable (completed once), else signal_name names the signal.
  */
@@ -43,26 +90,19 @@ static void
 queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_name,
 			 const SignalResult *result, const char *what)
 {
-	static SPIPlanPtr status_plan = NULL;
 	static SPIPlanPtr completed_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
 	Datum		values[4];
 	char		nulls[4] = "    ";
 	bool		isnull;
-	uint8	   *raw;
-	size_t		len;
-	bytea	   *b;
 	char	   *status;
 
 	SPI_connect();
-	if (status_plan == NULL)
+	if (completed_plan == NULL)
 	{
-		Oid			t1[1] = {TEXTOID};
 		Oid			t2[3] = {TEXTOID, INT4OID, INT4OID};
 		Oid			t4[4] = {TEXTOID, INT4OID, TEXTOID, BYTEAOID};
 
-		status_plan = SPI_prepare("SELECT status FROM durable.invocation "
-								  "WHERE id OPERATOR(pg_catalog.=) $1", 1, t1);
 		completed_plan = SPI_prepare(
 			"SELECT EXISTS (SELECT 1 FROM durable.journal_entry j "
 			"                WHERE j.invocation_id OPERATOR(pg_catalog.=) $1 "
@@ -76,29 +116,20 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 			"VALUES ($1, $2, $3, $4) "
 			"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL "
 			"DO NOTHING", 4, t4);
-		if (status_plan == NULL || completed_plan == NULL || insert_plan == NULL)
+		if (completed_plan == NULL || insert_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(status_plan);
 		SPI_keepplan(completed_plan);
 		SPI_keepplan(insert_plan);
 	}
 
-	values[0] = CStringGetTextDatum(invocation_id);
-	if (SPI_execute_plan(status_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading invocation %s failed", invocation_id);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invocation \"%s\" not found", invocation_id),
-				 errdetail("The %s belongs to that invocation.", what)));
-	status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
+	status = invocation_status(invocation_id, what);
 	if (strcmp(status, STATUS_COMPLETED) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("invocation \"%s\" is completed", invocation_id),
 				 errdetail("Nothing waits for the %s any more.", what)));
 
+	values[0] = CStringGetTextDatum(invocation_id);
 	if (signal_index != 0)
 	{
 		values[1] = Int32GetDatum((int32) signal_index);
@@ -113,15 +144,11 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 					 errdetail("An awakeable is completed once; the first completion stands.")));
 	}
 
-	raw = protocol_signal_notification(signal_index, signal_name, result, &len);
-	b = palloc(VARHDRSZ + len);
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), raw, len);
 	values[1] = Int32GetDatum((int32) signal_index);
 	nulls[1] = signal_index != 0 ? ' ' : 'n';
 	values[2] = signal_name ? CStringGetTextDatum(signal_name) : (Datum) 0;
 	nulls[2] = signal_name ? ' ' : 'n';
-	values[3] = PointerGetDatum(b);
+	values[3] = PointerGetDatum(signal_notification_bytea(signal_index, signal_name, result));
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "queuing a signal for invocation %s failed", invocation_id);
 	/* A concurrent transaction queued the same awakeable and committed. */
@@ -204,11 +231,7 @@ durable_send_signal(PG_FUNCTION_ARGS)
 				 errmsg("invocation id and signal name must not be NULL")));
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (!invocation_id_parse(id, raw))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid invocation id \"%s\"", id),
-				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+	invocation_id_parse_or_error(id, raw);
 	if (name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -232,75 +255,51 @@ durable_send_signal(PG_FUNCTION_ARGS)
 Datum
 durable_end_invocation(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr status_plan = NULL;
 	static SPIPlanPtr queue_plan = NULL;
 	char	   *id;
 	bool		kill = PG_GETARG_BOOL(1);
 	uint8		raw[INVOCATION_ID_RAW_LEN];
 	Datum		values[3];
 	char		nulls[3] = "   ";
-	bool		isnull;
-	char	   *status;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("invocation id must not be NULL")));
 	id = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!invocation_id_parse(id, raw))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid invocation id \"%s\"", id),
-				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+	invocation_id_parse_or_error(id, raw);
 
 	SPI_connect();
-	if (status_plan == NULL)
+	if (queue_plan == NULL)
 	{
-		Oid			t1[1] = {TEXTOID};
-		Oid			t3[3] = {TEXTOID, TEXTOID, BYTEAOID};
-
-		status_plan = SPI_prepare("SELECT status FROM durable.invocation "
-								  "WHERE id OPERATOR(pg_catalog.=) $1", 1, t1);
-		queue_plan = SPI_prepare(
+		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
+		SPIPlanPtr	p = SPI_prepare(
 			"INSERT INTO durable.signal_queue (invocation_id, action, signal_index, raw) "
 			"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'signal' THEN "
 			SIGNAL_CANCEL_TEXT " END, $3) "
 			"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL "
-			"DO NOTHING", 3, t3);
-		if (status_plan == NULL || queue_plan == NULL)
+			"DO NOTHING", 3, types);
+
+		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(status_plan);
-		SPI_keepplan(queue_plan);
+		SPI_keepplan(p);
+		queue_plan = p;
 	}
-	values[0] = CStringGetTextDatum(id);
-	if (SPI_execute_plan(status_plan, values, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "reading invocation %s failed", id);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("invocation \"%s\" not found", id)));
-	status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-	if (strcmp(status, STATUS_COMPLETED) == 0)
+	if (strcmp(invocation_status(id, NULL), STATUS_COMPLETED) == 0)
 	{
 		SPI_finish();
 		PG_RETURN_BOOL(false);
 	}
 
+	values[0] = CStringGetTextDatum(id);
 	values[1] = CStringGetTextDatum(kill ? "kill" : "signal");
 	if (kill)
 		nulls[2] = 'n';
 	else
 	{
-		SignalResult result = {SIGNAL_VOID};
-		size_t		len;
-		uint8	   *notification = protocol_signal_notification(SIGNAL_CANCEL, NULL,
-																&result, &len);
-		bytea	   *b = palloc(VARHDRSZ + len);
+		SignalResult cancel = {SIGNAL_VOID};
 
-		SET_VARSIZE(b, VARHDRSZ + len);
-		memcpy(VARDATA(b), notification, len);
-		values[2] = PointerGetDatum(b);
+		values[2] = PointerGetDatum(signal_notification_bytea(SIGNAL_CANCEL, NULL, &cancel));
 	}
 	if (SPI_execute_plan(queue_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "queuing the %s of invocation %s failed", kill ? "kill" : "cancellation", id);

@@ -186,11 +186,7 @@ validate_id(const char *id)
 {
 	uint8		raw[INVOCATION_ID_RAW_LEN];
 
-	if (!invocation_id_parse(id, raw))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid invocation id \"%s\"", id),
-				 errdetail("An invocation id is \"inv_1\" followed by 33 base62 characters.")));
+	invocation_id_parse_or_error(id, raw);
 }
 
 /*
@@ -256,7 +252,7 @@ read_result(const char *id, bool latest)
 
 			r.found = true;
 			r.status = TextDatumGetCString(SPI_getbinval(tuple, desc, 1, &isnull));
-			r.completed = strcmp(r.status, "completed") == 0;
+			r.completed = strcmp(r.status, STATUS_COMPLETED) == 0;
 			d = SPI_getbinval(tuple, desc, 2, &isnull);
 			r.failed = !isnull && strcmp(TextDatumGetCString(d), "failure") == 0;
 			d = SPI_getbinval(tuple, desc, 3, &isnull);
