@@ -1194,7 +1194,7 @@ BEGIN
     PERFORM durable._check_state_writable(set_state.service, set_state.key);
     INSERT INTO durable.state_entry AS s (service_name, service_key, key, value)
     VALUES (set_state.service, set_state.key, set_state.name, set_state.value)
-    ON CONFLICT (service_name, service_key, key) DO UPDATE SET value = excluded.value;
+    ON CONFLICT ON CONSTRAINT state_entry_pkey DO UPDATE SET value = excluded.value;
 END;
 $$;
 
