@@ -317,7 +317,8 @@ after_completion(const char *invocation_id, bool keyed, const NotificationResult
 	{
 		Waiter	   *w = lfirst(lc);
 
-		if (killed && w->entry_type == MSG_CALL_COMPLETION)
+		/* Not an invocation it merely found by idempotency key or workflow key. */
+		if (killed && w->entry_type == MSG_CALL_COMPLETION && w->started_by_waiter)
 		{
 			store_queue_kill(w->invocation_id);
 			shared_state_wake_dispatchers_at_commit();
