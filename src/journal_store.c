@@ -332,7 +332,7 @@ static StoredQuery q_expire_idempotency_keys = {
 	"               AND i.completed_at < now() - interval '1 millisecond' * "
 	"                   coalesce(durable._option_ms(h.options, 'idempotencyRetention'), "
 	"                            86400000) "
-	"             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+	"             LIMIT $1 FOR UPDATE OF i SKIP LOCKED)",
 	1, {INT4OID}
 };
 
