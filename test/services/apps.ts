@@ -139,8 +139,10 @@ export const Reminders = restate.service({
       await ctx.run("schedule", () => {
         recordExecution({ svc: "Reminders", h: "schedule", inv: id, step: 1, tag: req.tag });
       });
-      const opts = req.delayMs ? restate.rpc.sendOpts({ delay: req.delayMs }) : undefined;
-      const handle = ctx.serviceSendClient(Reminders).remind(req.tag, opts);
+      const client = ctx.serviceSendClient(Reminders);
+      const handle = req.delayMs
+        ? client.remind(req.tag, restate.rpc.sendOpts({ delay: req.delayMs }))
+        : client.remind(req.tag);
       return { child: await handle.invocationId };
     },
     remind: async (ctx: restate.Context, tag: string) => {

@@ -140,7 +140,7 @@ sub calls_of
 
 # ---------------------------------------------------------------- chain
 
-my ($chain_a, $chain_b, $chain_c);
+my ($chain_a, $chain_b, $chain_c) = ('', '', '');
 {
 	my $t = 'chain';
 	my $out = sql_ok($node,

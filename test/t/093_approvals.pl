@@ -218,7 +218,7 @@ my ($run_a, $run_b, $run_c);
 		"$t: status: the stage, and the promise is not resolved");
 
 	my $waiter = query($node,
-		q{SELECT durable.send('Signup', 'awaitConfirmation', NULL, key => 'a')});
+		q{SELECT durable.send('Signup', 'awaitConfirmation', NULL::jsonb, key => 'a')});
 	wait_suspended($waiter, 'GetPromise', "$t: a shared handler waits on the promise too");
 	my $journal = journal_types($node, $run_a);
 

@@ -102,7 +102,9 @@ $s as an SQL string literal.
 
 =item query($node, $sql)
 
-safe_psql on database postgres.
+The output of $sql; if it fails, "ERROR: <message>" instead, so that a
+function or column that is not there yet fails the assertions that use
+it rather than the whole script.
 
 =item try_sql($node, $sql)
 
@@ -129,7 +131,10 @@ sub q_lit
 sub query
 {
 	my ($node, $sql) = @_;
-	return $node->safe_psql('postgres', $sql);
+	my ($rc, $out, $err) = $node->psql('postgres', $sql);
+	return $out if $err eq '';
+	$err =~ s/^psql:<stdin>:\d+: //mg;
+	return "ERROR: $err";
 }
 
 sub try_sql
@@ -218,8 +223,9 @@ sub run_result
 
 Waits until every invocation of the array reference $ids satisfies
 $condition (SQL over durable.invocations columns; default: completed), or
-until any invocation of the cluster is paused (a runtime that refuses a
-command pauses the invocation, and nothing will change any more).
+until an invocation created since the first of them is paused (a runtime
+that refuses a command pauses the invocation, and nothing will change any
+more; children are created after their parents).
 Returns true when they all got there.
 
 =cut
@@ -234,7 +240,10 @@ sub settled
 		$node, qq{
 		SELECT (SELECT count(*) FROM durable.invocations
 		         WHERE id IN ($list) AND ($condition)) = $n
-		    OR EXISTS (SELECT 1 FROM durable.invocations WHERE status = 'paused')},
+		    OR EXISTS (SELECT 1 FROM durable.invocations p
+		                WHERE p.status = 'paused'
+		                  AND p.created_at >= (SELECT min(created_at) FROM durable.invocations
+		                                        WHERE id IN ($list)))},
 		't', $timeout // 60);
 	return query($node,
 		"SELECT count(*) FROM durable.invocations WHERE id IN ($list) AND ($condition)"
@@ -246,8 +255,8 @@ sub settled
 =item diag_invocations($node, @ids)
 
 Diagnoses what the runtime did with the invocations: status, last failure,
-completion, and journal entry types; and every paused invocation of the
-cluster.
+completion, and journal entry types; and the other invocations paused
+since the first of them was created (their children, say).
 
 =item diag_unfinished($node)
 
@@ -275,12 +284,17 @@ sub diag_invocations
 			  FROM durable.journal WHERE id = '$id'});
 		diag "  journal: $out$err";
 	}
+	return unless @ids;
+	my $list = join(',', map { q_lit($_) } @ids);
 	my ($out, $err) = try_sql(
-		$node, q{
+		$node, qq{
 		SELECT id || ' ' || target || ' ' || status
 		       || coalesce(' last_failure=' || last_failure_error_code || ': ' || last_failure, '')
-		  FROM durable.invocations WHERE status = 'paused' ORDER BY created_at LIMIT 10});
-	diag "paused invocations:\n$out$err" if $out ne '' || $err ne '';
+		  FROM durable.invocations
+		 WHERE status = 'paused' AND id NOT IN ($list)
+		   AND created_at >= (SELECT min(created_at) FROM durable.invocations WHERE id IN ($list))
+		 ORDER BY created_at LIMIT 10});
+	diag "paused since:\n$out$err" if $out ne '' || $err ne '';
 	return;
 }
 
