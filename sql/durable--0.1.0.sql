@@ -123,8 +123,12 @@ CREATE TABLE durable.invocation (
                                           'backing-off', 'suspended', 'paused',
                                           'completed')),
     idempotency_key     text,
-    invoked_by          text NOT NULL DEFAULT 'ingress',
+    -- 'ingress' (SQL) or 'service' (a Call or OneWayCall of invoked_by_id)
+    invoked_by          text NOT NULL DEFAULT 'ingress'
+                        CHECK (invoked_by IN ('ingress', 'service')),
     invoked_by_id       text,
+    -- the invocation started from SQL at the top of this call tree
+    root_invocation_id  text,
     pinned_deployment_id text,
     protocol_version    integer,
     random_seed         bigint NOT NULL,
@@ -167,6 +171,10 @@ CREATE UNIQUE INDEX invocation_idempotency_idx
     ON durable.invocation (service_name, coalesce(service_key, ''), handler_name,
                            idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+-- A workflow's run handler runs once per key.
+CREATE UNIQUE INDEX invocation_workflow_idx
+    ON durable.invocation (service_name, service_key)
+    WHERE handler_ty = 'workflow';
 
 CREATE TABLE durable.journal_entry (
     invocation_id       text NOT NULL REFERENCES durable.invocation (id)
@@ -178,11 +186,58 @@ CREATE TABLE durable.journal_entry (
     completion_id       integer,
     signal_id           integer,
     signal_name         text,
+    -- Call and OneWayCall commands: the invocation they started
+    invoked_id          text,
+    invoked_target      text,
     raw                 bytea NOT NULL,
     appended_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (invocation_id, index)
 );
 SELECT pg_catalog.pg_extension_config_dump('durable.journal_entry', '');
+
+/*
+ * Who waits for an invocation to end: the caller of a Call (CallCompletion)
+ * and invocations attached to it (AttachInvocationCompletion).  When it
+ * completes, each waiter gets the result through the notification queue.
+ */
+CREATE TABLE durable.invocation_waiter (
+    invocation_id       text NOT NULL,
+    waiter_id           text NOT NULL,
+    completion_id       integer NOT NULL,
+    entry_type          integer NOT NULL,
+    PRIMARY KEY (waiter_id, completion_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('durable.invocation_waiter', '');
+CREATE INDEX invocation_waiter_idx ON durable.invocation_waiter (invocation_id);
+
+/*
+ * Durable promises of workflows (ctx.promise): one row per promise that was
+ * read or completed, keyed by workflow and key.  Completed at most once.
+ */
+CREATE TABLE durable.promise (
+    service_name        text NOT NULL,
+    service_key         text NOT NULL,
+    name                text NOT NULL,
+    completed           boolean NOT NULL DEFAULT false,
+    value               bytea,
+    failure_code        integer,
+    failure_message     text,
+    completed_at        timestamptz,
+    PRIMARY KEY (service_name, service_key, name)
+);
+SELECT pg_catalog.pg_extension_config_dump('durable.promise', '');
+
+-- Invocations suspended on a promise that is not completed yet.
+CREATE TABLE durable.promise_waiter (
+    service_name        text NOT NULL,
+    service_key         text NOT NULL,
+    name                text NOT NULL,
+    waiter_id           text NOT NULL,
+    completion_id       integer NOT NULL,
+    PRIMARY KEY (waiter_id, completion_id)
+);
+SELECT pg_catalog.pg_extension_config_dump('durable.promise_waiter', '');
+CREATE INDEX promise_waiter_idx ON durable.promise_waiter (service_name, service_key, name);
 
 CREATE TABLE durable.state_entry (
     service_name        text NOT NULL,
@@ -284,6 +339,8 @@ SELECT i.id,
        i.idempotency_key,
        i.invoked_by,
        i.invoked_by_id,
+       i.invoked_by_id AS parent_invocation_id,
+       coalesce(i.root_invocation_id, i.id) AS root_invocation_id,
        i.pinned_deployment_id,
        i.journal_size,
        i.created_at,
@@ -319,6 +376,8 @@ SELECT j.invocation_id AS id,
                          AND durable.entry_type_name(n.entry_type) <> 'CallInvocationId')
        END AS completed,
        j.completion_id,
+       j.invoked_id,
+       j.invoked_target,
        j.appended_at,
        j.raw,
        durable.decode_entry(j.entry_type, j.raw) AS entry
@@ -625,6 +684,25 @@ $$;
  * ---------------------------------------------------------------------------
  */
 
+-- The invocation a new one would repeat: the one with the same idempotency
+-- key, or a workflow's run for the same key (it runs once per key).
+CREATE FUNCTION durable._existing_invocation(p_service text, p_handler text, p_key text,
+                                             p_idempotency_key text, p_handler_ty text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT i.id FROM durable.invocation i
+          WHERE p_idempotency_key IS NOT NULL
+            AND i.service_name = p_service
+            AND coalesce(i.service_key, '') = coalesce(p_key, '')
+            AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key),
+        (SELECT i.id FROM durable.invocation i
+          WHERE p_handler_ty = 'workflow' AND i.handler_ty = 'workflow'
+            AND i.service_name = p_service AND i.service_key = p_key))
+$$;
+
 -- Creates an invocation (and its Input journal entry) in the caller's
 -- transaction.  Returns the id, or the existing id for a repeated
 -- idempotency key.
@@ -632,7 +710,9 @@ CREATE FUNCTION durable._enqueue(p_service text, p_handler text, p_input bytea,
                                  p_key text, p_idempotency_key text,
                                  p_delay interval, p_headers jsonb DEFAULT '{}',
                                  p_invoked_by text DEFAULT 'ingress',
-                                 p_invoked_by_id text DEFAULT NULL)
+                                 p_invoked_by_id text DEFAULT NULL,
+                                 p_root_id text DEFAULT NULL,
+                                 p_start_at timestamptz DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -685,55 +765,69 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    IF p_idempotency_key IS NOT NULL THEN
-        SELECT i.id INTO existing FROM durable.invocation i
-         WHERE i.service_name = p_service AND coalesce(i.service_key, '') = coalesce(p_key, '')
-           AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key;
-        IF FOUND THEN
-            RETURN existing;
-        END IF;
+    IF p_headers IS NOT NULL AND jsonb_typeof(p_headers) <> 'object' THEN
+        RAISE EXCEPTION 'headers must be a JSON object of strings'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Got a JSON %s.', jsonb_typeof(p_headers)),
+                  HINT = 'Pass headers => ''{"x-name": "value"}''.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_each(coalesce(p_headers, '{}')) e
+                WHERE jsonb_typeof(e.value) <> 'string' OR e.key = '') THEN
+        RAISE EXCEPTION 'headers must be a JSON object of strings'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Every header needs a non-empty name and a string value.';
+    END IF;
+
+    existing := durable._existing_invocation(p_service, p_handler, p_key,
+                                             p_idempotency_key, hnd.ty);
+    IF existing IS NOT NULL THEN
+        RETURN existing;
     END IF;
 
     new_id := durable.new_invocation_id(p_service, CASE WHEN svc.ty = 'service' THEN NULL ELSE p_key END);
-    start_at := CASE WHEN p_delay IS NULL OR p_delay = interval '0' THEN NULL
+    start_at := CASE WHEN p_start_at IS NOT NULL AND p_start_at > clock_timestamp() THEN p_start_at
+                     WHEN p_start_at IS NOT NULL THEN NULL
+                     WHEN p_delay IS NULL OR p_delay = interval '0' THEN NULL
                      ELSE clock_timestamp() + p_delay END;
 
     INSERT INTO durable.invocation (id, service_name, handler_name, service_key,
                                     service_ty, handler_ty, status, idempotency_key,
-                                    invoked_by, invoked_by_id, random_seed, journal_size,
+                                    invoked_by, invoked_by_id, root_invocation_id,
+                                    random_seed, journal_size,
                                     run_at, scheduled_start_at, created_at)
     VALUES (new_id, p_service, p_handler, p_key, svc.ty, hnd.ty,
             CASE WHEN start_at IS NULL THEN 'ready' ELSE 'scheduled' END,
-            p_idempotency_key, p_invoked_by, p_invoked_by_id,
+            p_idempotency_key, p_invoked_by, p_invoked_by_id, p_root_id,
             (random() * 9.0e18)::bigint, 1,
             coalesce(start_at, now()), start_at,
             -- the statement's own time: invocations of one key queue in send order
             clock_timestamp())
-    ON CONFLICT (service_name, coalesce(service_key, ''), handler_name, idempotency_key)
-        WHERE idempotency_key IS NOT NULL DO NOTHING;
+    ON CONFLICT DO NOTHING;
 
     IF NOT FOUND THEN
-        -- A concurrent transaction committed the same idempotency key first.
-        SELECT i.id INTO existing FROM durable.invocation i
-         WHERE i.service_name = p_service AND coalesce(i.service_key, '') = coalesce(p_key, '')
-           AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key;
-        RETURN existing;
+        -- A concurrent transaction committed the same idempotency key, or
+        -- the same workflow key, first.
+        RETURN durable._existing_invocation(p_service, p_handler, p_key,
+                                            p_idempotency_key, hnd.ty);
     END IF;
 
     INSERT INTO durable.journal_entry (invocation_id, index, entry_type, raw)
     VALUES (new_id, 0, durable.entry_type('Input'),
             durable._input_entry(p_input,
-                                 ARRAY(SELECT e.key FROM jsonb_each_text(p_headers) e ORDER BY e.key),
-                                 ARRAY(SELECT e.value FROM jsonb_each_text(p_headers) e ORDER BY e.key)));
+                                 ARRAY(SELECT e.key FROM jsonb_each_text(coalesce(p_headers, '{}')) e ORDER BY e.key),
+                                 ARRAY(SELECT e.value FROM jsonb_each_text(coalesce(p_headers, '{}')) e ORDER BY e.key)));
 
     PERFORM durable._wake_at_commit();
     RETURN new_id;
 END;
 $$;
 
+-- headers: a JSON object of strings, delivered to the handler with its
+-- input (ctx.request().headers); a JSON input adds content-type unless the
+-- headers name one.
 CREATE FUNCTION durable.send(service text, handler text, input jsonb DEFAULT NULL,
                              key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                             delay interval DEFAULT NULL)
+                             delay interval DEFAULT NULL, headers jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 SECURITY DEFINER
@@ -743,19 +837,21 @@ AS $$
                             CASE WHEN input IS NULL THEN NULL
                                  ELSE convert_to(input::text, 'UTF8') END,
                             key, idempotency_key, delay,
-                            CASE WHEN input IS NULL THEN '{}'::jsonb
-                                 ELSE '{"content-type": "application/json"}'::jsonb END)
+                            CASE WHEN input IS NULL OR jsonb_typeof(headers) <> 'object'
+                                 THEN headers
+                                 ELSE '{"content-type": "application/json"}'::jsonb
+                                      || coalesce(headers, '{}') END)
 $$;
 
 CREATE FUNCTION durable.send(service text, handler text, input bytea,
                              key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                             delay interval DEFAULT NULL)
+                             delay interval DEFAULT NULL, headers jsonb DEFAULT NULL)
 RETURNS text
 LANGUAGE sql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT durable._enqueue(service, handler, input, key, idempotency_key, delay)
+    SELECT durable._enqueue(service, handler, input, key, idempotency_key, delay, headers)
 $$;
 
 /*
@@ -766,7 +862,7 @@ $$;
  */
 CREATE FUNCTION durable.call(service text, handler text, input jsonb DEFAULT NULL,
                              key text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                             timeout interval DEFAULT '1 min')
+                             timeout interval DEFAULT '1 min', headers jsonb DEFAULT NULL)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'durable_call'
 LANGUAGE C VOLATILE SECURITY INVOKER;
@@ -815,33 +911,53 @@ SELECT t.invocation_id AS id,
   JOIN durable.invocation i ON i.id = t.invocation_id;
 
 /*
- * Signals on their way to an invocation: awakeable completions and named
- * signals, from SQL (in the caller's transaction) or from handlers.  A
- * dispatcher delivers them through the notification path once committed;
- * no foreign key, since a handler may address an invocation that does not
- * exist (the signal is then dropped at delivery).  An awakeable (a signal
- * index) is completed once: a second one is refused or dropped.
+ * Notifications on their way to an invocation: awakeable completions and
+ * named signals (from SQL, in the caller's transaction, or from handlers),
+ * results of calls, attachments and promises (when what they wait for
+ * ends), and kills.  A dispatcher delivers them through the notification
+ * path once committed; no foreign key, since a handler may address an
+ * invocation that does not exist (the notification is then dropped at
+ * delivery).  An awakeable (a signal index) and a completion id are
+ * completed once: a second one is refused or dropped.
  */
-CREATE TABLE durable.signal_queue (
+CREATE TABLE durable.notification_queue (
     id                  bigserial PRIMARY KEY,
-    invocation_id       text NOT NULL,
-    -- 'signal', or 'kill' (durable.kill: no signal, the invocation ends)
-    action              text NOT NULL DEFAULT 'signal'
-                        CHECK (action IN ('signal', 'kill')),
+    invocation_id       text,
+    -- 'notify'; 'kill' (durable.kill: nothing to journal, the invocation
+    -- ends); 'promise' (durable.resolve_promise: promise_name of workflow
+    -- service_name, key service_key, is completed with raw's result, and
+    -- whoever waits for it is notified)
+    action              text NOT NULL DEFAULT 'notify'
+                        CHECK (action IN ('notify', 'kill', 'promise')),
+    service_name        text,
+    service_key         text,
+    promise_name        text,
+    entry_type          integer,
     signal_index        integer,
     signal_name         text,
+    completion_id       integer,
     raw                 bytea,
     queued_at           timestamptz NOT NULL DEFAULT now(),
     deliver_after       timestamptz NOT NULL DEFAULT now(),
-    CHECK (action = 'kill' OR
-           ((signal_index IS NULL) <> (signal_name IS NULL) AND raw IS NOT NULL))
+    CHECK (CASE action
+           WHEN 'kill' THEN invocation_id IS NOT NULL
+           WHEN 'promise' THEN num_nonnulls(service_name, service_key, promise_name, raw) = 4
+           ELSE invocation_id IS NOT NULL AND raw IS NOT NULL AND entry_type IS NOT NULL
+                AND num_nonnulls(signal_index, signal_name, completion_id) = 1 END)
 );
-SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue', '');
-SELECT pg_catalog.pg_extension_config_dump('durable.signal_queue_id_seq', '');
-CREATE UNIQUE INDEX signal_queue_awakeable_idx
-    ON durable.signal_queue (invocation_id, signal_index)
+SELECT pg_catalog.pg_extension_config_dump('durable.notification_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('durable.notification_queue_id_seq', '');
+CREATE UNIQUE INDEX notification_queue_awakeable_idx
+    ON durable.notification_queue (invocation_id, signal_index)
     WHERE signal_index IS NOT NULL;
-CREATE INDEX signal_queue_deliver_idx ON durable.signal_queue (deliver_after);
+CREATE UNIQUE INDEX notification_queue_completion_idx
+    ON durable.notification_queue (invocation_id, completion_id)
+    WHERE completion_id IS NOT NULL;
+-- A promise is completed once: one completion from SQL may wait here.
+CREATE UNIQUE INDEX notification_queue_promise_idx
+    ON durable.notification_queue (service_name, service_key, promise_name)
+    WHERE action = 'promise';
+CREATE INDEX notification_queue_deliver_idx ON durable.notification_queue (deliver_after);
 
 CREATE FUNCTION durable._complete_awakeable(awakeable_id text, value bytea, failure text)
 RETURNS void
@@ -937,6 +1053,177 @@ LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT durable._send_signal(invocation_id, name, NULL, coalesce(reason, ''))
+$$;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Workflows and their promises
+ * ---------------------------------------------------------------------------
+ */
+
+CREATE FUNCTION durable._complete_promise(workflow text, key text, name text,
+                                          value bytea, failure text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'durable_complete_promise'
+LANGUAGE C VOLATILE;
+
+/*
+ * Completing a workflow's promise from SQL, in the caller's transaction:
+ * rolled back, nothing happens; committed, whoever waits for it (the run
+ * handler's ctx.promise(name).get(), a shared handler) gets it once.
+ */
+CREATE FUNCTION durable.resolve_promise(workflow text, key text, name text,
+                                        value jsonb DEFAULT NULL)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_promise(workflow, key, name,
+               CASE WHEN value IS NOT NULL
+                    THEN pg_catalog.convert_to(value::pg_catalog.text, 'UTF8') END,
+               NULL)
+$$;
+
+CREATE FUNCTION durable.resolve_promise(workflow text, key text, name text, value bytea)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_promise(workflow, key, name, value, NULL)
+$$;
+
+CREATE FUNCTION durable.reject_promise(workflow text, key text, name text, reason text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable._complete_promise(workflow, key, name, NULL, coalesce(reason, ''))
+$$;
+
+-- The id of a workflow's run for this key (it runs once per key); NULL if
+-- it was never started.  Use it with durable.await and durable.output.
+CREATE FUNCTION durable.workflow_invocation(workflow text, key text)
+RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id FROM durable.invocation i
+     WHERE i.service_name OPERATOR(pg_catalog.=) workflow
+       AND i.service_key OPERATOR(pg_catalog.=) key
+       AND i.handler_ty OPERATOR(pg_catalog.=) 'workflow'
+$$;
+
+-- Workflow promises: completed ones, those someone waits for, and those
+-- whose completion from SQL is on its way.
+CREATE VIEW durable.promises AS
+SELECT p.service_name, p.service_key, p.name,
+       CASE WHEN NOT p.completed THEN 'pending'
+            WHEN p.failure_code IS NOT NULL THEN 'rejected'
+            ELSE 'resolved' END AS status,
+       durable.bytes_to_jsonb(p.value) AS value,
+       p.value AS value_raw,
+       p.failure_code,
+       p.failure_message,
+       p.completed_at,
+       (SELECT count(*) FROM durable.promise_waiter w
+         WHERE w.service_name = p.service_name AND w.service_key = p.service_key
+           AND w.name = p.name) AS waiters
+  FROM durable.promise p;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Keyed state from SQL
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * Checks that nothing holds the key's lock: an exclusive invocation that
+ * has started and not completed would overwrite, or never see, a change
+ * made under it.  The claim lock is taken (until commit) so that no
+ * invocation of the key can start between this check and the commit.
+ */
+CREATE FUNCTION durable._check_state_writable(p_service text, p_key text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    holder text;
+    ty     text;
+BEGIN
+    IF p_service IS NULL OR p_key IS NULL THEN
+        RAISE EXCEPTION 'service and key must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT s.ty INTO ty FROM durable.service s WHERE s.name = p_service;
+    IF ty IS NULL THEN
+        RAISE EXCEPTION 'service "%" not found', p_service
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF ty = 'service' THEN
+        RAISE EXCEPTION 'service "%" is not keyed and has no state', p_service
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only virtual objects and workflows keep state.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1146441281, 1);
+    SELECT i.id INTO holder FROM durable.invocation i
+     WHERE i.service_name = p_service AND i.service_key = p_key
+       AND i.status <> 'completed' AND i.running_at IS NOT NULL
+       AND i.handler_ty IN ('exclusive', 'workflow')
+     LIMIT 1;
+    IF holder IS NOT NULL THEN
+        RAISE EXCEPTION 'the state of %/% is in use by invocation %', p_service, p_key, holder
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = 'An exclusive invocation of this key has started and not completed; it would overwrite the change, or never see it.',
+                  HINT = 'Try again when it has completed (durable.await), or cancel it.';
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION durable.set_state(service text, key text, name text, value bytea)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF set_state.name IS NULL OR set_state.value IS NULL THEN
+        RAISE EXCEPTION 'state name and value must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use durable.clear_state() to remove an entry.';
+    END IF;
+    PERFORM durable._check_state_writable(set_state.service, set_state.key);
+    INSERT INTO durable.state_entry AS s (service_name, service_key, key, value)
+    VALUES (set_state.service, set_state.key, set_state.name, set_state.value)
+    ON CONFLICT (service_name, service_key, key) DO UPDATE SET value = excluded.value;
+END;
+$$;
+
+CREATE FUNCTION durable.set_state(service text, key text, name text, value jsonb)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT durable.set_state(service, key, name,
+                             pg_catalog.convert_to(value::pg_catalog.text, 'UTF8'))
+$$;
+
+-- Removes one entry, or (name NULL) all of the key's state.  Returns how
+-- many entries were removed.
+CREATE FUNCTION durable.clear_state(service text, key text, name text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    PERFORM durable._check_state_writable(clear_state.service, clear_state.key);
+    DELETE FROM durable.state_entry s
+     WHERE s.service_name = clear_state.service AND s.service_key = clear_state.key
+       AND (clear_state.name IS NULL OR s.key = clear_state.name);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
 $$;
 
 /*

@@ -212,6 +212,10 @@ attempt_add_journal_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
 	if (MSG_IS_COMMAND(type) &&
 		scan_fields((const uint8 *) raw, rawlen, 11, 0, &id, NULL, NULL) && id != 0)
 		completion_seen(a, id, true)->is_run |= (type == MSG_RUN_COMMAND);
+	/* A call's invocation id is a completion of its own (field 10). */
+	if ((type == MSG_CALL_COMMAND || type == MSG_ONE_WAY_CALL_COMMAND) &&
+		scan_fields((const uint8 *) raw, rawlen, 10, 0, &id, NULL, NULL) && id != 0)
+		(void) completion_seen(a, id, true);
 	else if (MSG_IS_NOTIFICATION(type) &&
 			 scan_fields((const uint8 *) raw, rawlen, 1, 0, &id, NULL, NULL) && id != 0)
 		completion_seen(a, id, true)->completed = true;
@@ -488,20 +492,20 @@ add_notification(Attempt *a, AttemptEffects *fx, uint16 type,
 }
 
 /* What a CompleteAwakeable or SendSignal carries: a failure, a value or nothing. */
-static SignalResult
-signal_result(const Wire__Failure *failure, const Wire__Value *value)
+static NotificationResult
+notification_result(const Wire__Failure *failure, const Wire__Value *value)
 {
-	SignalResult result = {SIGNAL_VOID};
+	NotificationResult result = {RESULT_VOID};
 
 	if (failure != NULL)
 	{
-		result.kind = SIGNAL_FAILURE;
+		result.kind = RESULT_FAILURE;
 		result.failure_code = failure->code;
 		result.failure_message = failure->message;
 	}
 	else if (value != NULL)
 	{
-		result.kind = SIGNAL_VALUE;
+		result.kind = RESULT_VALUE;
 		result.value = value->content.data;
 		result.value_len = value->content.len;
 	}
@@ -511,11 +515,11 @@ signal_result(const Wire__Failure *failure, const Wire__Value *value)
 /* Queues a signal for another invocation. */
 static void
 add_signal(AttemptEffects *fx, char *target, uint32 index, char *name,
-		   SignalResult *result)
+		   NotificationResult *result)
 {
 	OutgoingSignal *s = palloc0(sizeof(OutgoingSignal));
 
-	if (result->kind == SIGNAL_FAILURE)
+	if (result->kind == RESULT_FAILURE)
 		result->failure_message = result->failure_message ?
 			attempt_text(result->failure_message, strlen(result->failure_message)) : "";
 	s->invocation_id = target;
@@ -523,6 +527,153 @@ add_signal(AttemptEffects *fx, char *target, uint32 index, char *name,
 	s->signal_name = name;
 	s->raw = protocol_signal_notification(index, name, result, &s->len);
 	fx->signals = lappend(fx->signals, s);
+}
+
+/*
+ * A Sleep's wake-up time: milliseconds since the Unix epoch.  One beyond
+ * what a timestamptz can hold means never (it is not wrapped around).
+ */
+static TimestampTz
+wake_up_time(uint64 unix_ms)
+{
+	const int64 epoch_offset_ms =
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
+
+	if (unix_ms > (uint64) (END_TIMESTAMP / 1000 + epoch_offset_ms))
+		return DT_NOEND;
+	return ((int64) unix_ms - epoch_offset_ms) * 1000;
+}
+
+/* A completion id a command takes besides its result's (field 11). */
+static void
+take_completion_id(Attempt *a, uint32 id, uint16 msg_type)
+{
+	if (id == 0)
+		protocol_violation("service sent a %s command without a completion id",
+						   protocol_message_name(msg_type));
+	if (completion_seen(a, id, false) != NULL)
+		protocol_violation("service sent a %s command with completion id %u, which an earlier entry already uses",
+						   protocol_message_name(msg_type), id);
+	(void) completion_seen(a, id, true);
+}
+
+static char *
+required_text(const char *s, const char *what, uint16 msg_type)
+{
+	if (s == NULL || s[0] == '\0')
+		protocol_violation("service sent a %s command without a %s",
+						   protocol_message_name(msg_type), what);
+	return attempt_text(s, strlen(s));
+}
+
+/* A Call (result_completion != 0) or OneWayCall, to create when stored. */
+static void
+add_call(Attempt *a, AttemptEffects *fx, NewEntry *e, const char *service,
+		 const char *handler, const char *key, const char *idempotency_key,
+		 const ProtobufCBinaryData *parameter, size_t n_headers,
+		 Wire__Header **headers, uint64 invoke_time,
+		 uint32 invocation_id_completion, uint32 result_completion)
+{
+	OutgoingCall *c = palloc0(sizeof(OutgoingCall));
+
+	take_completion_id(a, invocation_id_completion, e->type);
+	if (result_completion == 0 && e->type == MSG_CALL_COMMAND)
+		protocol_violation("service sent a Call command without a result completion id");
+	c->command = e;
+	c->service_name = required_text(service, "service name", e->type);
+	c->handler_name = required_text(handler, "handler name", e->type);
+	c->key = attempt_text(key ? key : "", key ? strlen(key) : 0);
+	if (idempotency_key != NULL)
+		c->idempotency_key = attempt_text(idempotency_key, strlen(idempotency_key));
+	c->parameter = parameter->data;
+	c->parameter_len = parameter->len;
+	c->n_headers = (int) n_headers;
+	c->header_names = palloc(sizeof(char *) * Max(n_headers, 1));
+	c->header_values = palloc(sizeof(char *) * Max(n_headers, 1));
+	for (size_t i = 0; i < n_headers; i++)
+	{
+		const char *k = headers[i]->key ? headers[i]->key : "";
+		const char *v = headers[i]->value ? headers[i]->value : "";
+
+		c->header_names[i] = attempt_text(k, strlen(k));
+		c->header_values[i] = attempt_text(v, strlen(v));
+	}
+	c->invoke_at = invoke_time > 0 ? wake_up_time(invoke_time) : 0;
+	c->invocation_id_completion = invocation_id_completion;
+	c->result_completion = result_completion;
+	fx->calls = lappend(fx->calls, c);
+}
+
+/* GetPromise, PeekPromise, CompletePromise: a workflow's own promises. */
+static void
+add_promise_lookup(Attempt *a, AttemptEffects *fx, LookupKind kind,
+				   uint16 notification_type, uint32 completion_id, const char *name,
+				   const Wire__Failure *failure, const Wire__Value *value)
+{
+	CommandLookup *l = palloc0(sizeof(CommandLookup));
+
+	if (a->service_key == NULL)
+		protocol_violation("service \"%s\" is not a workflow and has no promises",
+						   a->service_name);
+	if (completion_id == 0)
+		protocol_violation("service sent a promise command without a completion id");
+	l->kind = kind;
+	l->notification_type = notification_type;
+	l->completion_id = completion_id;
+	l->promise_name = attempt_text(name ? name : "", name ? strlen(name) : 0);
+	if (kind == LOOKUP_COMPLETE_PROMISE)
+	{
+		if (failure == NULL && value == NULL)
+			protocol_violation("service completed a promise without a value or a failure");
+		l->promise_result = notification_result(failure, value);
+		if (l->promise_result.kind == RESULT_FAILURE)
+			l->promise_result.failure_message = l->promise_result.failure_message ?
+				attempt_text(l->promise_result.failure_message,
+							 strlen(l->promise_result.failure_message)) : "";
+	}
+	fx->lookups = lappend(fx->lookups, l);
+}
+
+/* AttachInvocation, GetInvocationOutput: by id, idempotency key or workflow key. */
+static void
+add_invocation_lookup(AttemptEffects *fx, LookupKind kind, uint16 notification_type,
+					  uint32 completion_id, const char *invocation_id,
+					  const Wire__IdempotentRequestTarget *idempotent,
+					  const Wire__WorkflowTarget *workflow)
+{
+	CommandLookup *l = palloc0(sizeof(CommandLookup));
+
+	if (completion_id == 0)
+		protocol_violation("service sent an attach or output command without a completion id");
+	l->kind = kind;
+	l->notification_type = notification_type;
+	l->completion_id = completion_id;
+	if (invocation_id != NULL)
+		l->target_id = attempt_text(invocation_id, strlen(invocation_id));
+	else if (idempotent != NULL)
+	{
+		l->target_service = required_text(idempotent->service_name, "service name",
+										  MSG_ATTACH_INVOCATION_COMMAND);
+		l->target_handler = required_text(idempotent->handler_name, "handler name",
+										  MSG_ATTACH_INVOCATION_COMMAND);
+		if (idempotent->opt_service_key_case ==
+			WIRE__IDEMPOTENT_REQUEST_TARGET__OPT_SERVICE_KEY_SERVICE_KEY)
+			l->target_key = attempt_text(idempotent->service_key,
+										 strlen(idempotent->service_key));
+		l->target_idempotency_key = required_text(idempotent->idempotency_key,
+												  "idempotency key",
+												  MSG_ATTACH_INVOCATION_COMMAND);
+	}
+	else if (workflow != NULL)
+	{
+		l->target_service = required_text(workflow->workflow_name, "workflow name",
+										  MSG_ATTACH_INVOCATION_COMMAND);
+		l->target_key = attempt_text(workflow->workflow_key ? workflow->workflow_key : "",
+									 workflow->workflow_key ? strlen(workflow->workflow_key) : 0);
+	}
+	else
+		protocol_violation("service sent an attach or output command without a target");
+	fx->lookups = lappend(fx->lookups, l);
 }
 
 /* State keys are strings in every SDK; refuse bytes that are not text. */
@@ -590,21 +741,6 @@ read_state(DecodeState *st, const char *key)
 	return NULL;
 }
 
-/*
- * A Sleep's wake-up time: milliseconds since the Unix epoch.  One beyond
- * what a timestamptz can hold means never (it is not wrapped around).
- */
-static TimestampTz
-wake_up_time(uint64 unix_ms)
-{
-	const int64 epoch_offset_ms =
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
-
-	if (unix_ms > (uint64) (END_TIMESTAMP / 1000 + epoch_offset_ms))
-		return DT_NOEND;
-	return ((int64) unix_ms - epoch_offset_ms) * 1000;
-}
-
 static void
 decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 			   uint16 msg_type, const uint8 *body, uint32 len)
@@ -645,6 +781,13 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 		case MSG_SLEEP_COMMAND:
 		case MSG_COMPLETE_AWAKEABLE_COMMAND:
 		case MSG_SEND_SIGNAL_COMMAND:
+		case MSG_CALL_COMMAND:
+		case MSG_ONE_WAY_CALL_COMMAND:
+		case MSG_GET_PROMISE_COMMAND:
+		case MSG_PEEK_PROMISE_COMMAND:
+		case MSG_COMPLETE_PROMISE_COMMAND:
+		case MSG_ATTACH_INVOCATION_COMMAND:
+		case MSG_GET_INVOCATION_OUTPUT_COMMAND:
 			break;
 		default:
 			if (!MSG_IS_CUSTOM(msg_type))
@@ -784,7 +927,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 						   wire__complete_awakeable_command_message__unpack, body, len, msg_type);
 				uint8		target[INVOCATION_ID_RAW_LEN];
 				uint32		index;
-				SignalResult result;
+				NotificationResult result;
 
 				/*
 				 * A handler may pass anything it was given as an awakeable id.
@@ -798,7 +941,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 									a->invocation_id, attempt_text(m->awakeable_id, strlen(m->awakeable_id)))));
 					break;
 				}
-				result = signal_result(m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_FAILURE ?
+				result = notification_result(m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_FAILURE ?
 									   m->failure : NULL,
 									   m->result_case == WIRE__COMPLETE_AWAKEABLE_COMMAND_MESSAGE__RESULT_VALUE ?
 									   m->value : NULL);
@@ -811,7 +954,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 					DECODE(Wire__SendSignalCommandMessage,
 						   wire__send_signal_command_message__unpack, body, len, msg_type);
 				uint8		target[INVOCATION_ID_RAW_LEN];
-				SignalResult result;
+				NotificationResult result;
 
 				if (!invocation_id_parse(m->target_invocation_id, target))
 				{
@@ -821,7 +964,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 									attempt_text(m->target_invocation_id, strlen(m->target_invocation_id)))));
 					break;
 				}
-				result = signal_result(m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_FAILURE ?
+				result = notification_result(m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_FAILURE ?
 									   m->failure : NULL,
 									   m->result_case == WIRE__SEND_SIGNAL_COMMAND_MESSAGE__RESULT_VALUE ?
 									   m->value : NULL);
@@ -833,6 +976,102 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 					add_signal(fx, pstrdup(m->target_invocation_id), m->idx, NULL, &result);
 				else
 					protocol_violation("service sent a signal without an index or a name");
+				break;
+			}
+		case MSG_CALL_COMMAND:
+			{
+				Wire__CallCommandMessage *m =
+					DECODE(Wire__CallCommandMessage,
+						   wire__call_command_message__unpack, body, len, msg_type);
+
+				add_call(a, fx, e, m->service_name, m->handler_name, m->key,
+						 m->opt_idempotency_key_case ==
+						 WIRE__CALL_COMMAND_MESSAGE__OPT_IDEMPOTENCY_KEY_IDEMPOTENCY_KEY ?
+						 m->idempotency_key : NULL,
+						 &m->parameter, m->n_headers, m->headers, 0,
+						 m->invocation_id_notification_idx, m->result_completion_id);
+				break;
+			}
+		case MSG_ONE_WAY_CALL_COMMAND:
+			{
+				Wire__OneWayCallCommandMessage *m =
+					DECODE(Wire__OneWayCallCommandMessage,
+						   wire__one_way_call_command_message__unpack, body, len, msg_type);
+
+				add_call(a, fx, e, m->service_name, m->handler_name, m->key,
+						 m->opt_idempotency_key_case ==
+						 WIRE__ONE_WAY_CALL_COMMAND_MESSAGE__OPT_IDEMPOTENCY_KEY_IDEMPOTENCY_KEY ?
+						 m->idempotency_key : NULL,
+						 &m->parameter, m->n_headers, m->headers, m->invoke_time,
+						 m->invocation_id_notification_idx, 0);
+				break;
+			}
+		case MSG_GET_PROMISE_COMMAND:
+			{
+				Wire__GetPromiseCommandMessage *m =
+					DECODE(Wire__GetPromiseCommandMessage,
+						   wire__get_promise_command_message__unpack, body, len, msg_type);
+
+				add_promise_lookup(a, fx, LOOKUP_GET_PROMISE, MSG_GET_PROMISE_COMPLETION,
+								   completion_id, m->key, NULL, NULL);
+				break;
+			}
+		case MSG_PEEK_PROMISE_COMMAND:
+			{
+				Wire__PeekPromiseCommandMessage *m =
+					DECODE(Wire__PeekPromiseCommandMessage,
+						   wire__peek_promise_command_message__unpack, body, len, msg_type);
+
+				add_promise_lookup(a, fx, LOOKUP_PEEK_PROMISE, MSG_PEEK_PROMISE_COMPLETION,
+								   completion_id, m->key, NULL, NULL);
+				break;
+			}
+		case MSG_COMPLETE_PROMISE_COMMAND:
+			{
+				Wire__CompletePromiseCommandMessage *m =
+					DECODE(Wire__CompletePromiseCommandMessage,
+						   wire__complete_promise_command_message__unpack, body, len, msg_type);
+
+				add_promise_lookup(a, fx, LOOKUP_COMPLETE_PROMISE,
+								   MSG_COMPLETE_PROMISE_COMPLETION, completion_id, m->key,
+								   m->completion_case ==
+								   WIRE__COMPLETE_PROMISE_COMMAND_MESSAGE__COMPLETION_COMPLETION_FAILURE ?
+								   m->completion_failure : NULL,
+								   m->completion_case ==
+								   WIRE__COMPLETE_PROMISE_COMMAND_MESSAGE__COMPLETION_COMPLETION_VALUE ?
+								   m->completion_value : NULL);
+				break;
+			}
+		case MSG_ATTACH_INVOCATION_COMMAND:
+			{
+				Wire__AttachInvocationCommandMessage *m =
+					DECODE(Wire__AttachInvocationCommandMessage,
+						   wire__attach_invocation_command_message__unpack, body, len, msg_type);
+
+				add_invocation_lookup(fx, LOOKUP_ATTACH, MSG_ATTACH_INVOCATION_COMPLETION,
+									  completion_id,
+									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_INVOCATION_ID ?
+									  m->invocation_id : NULL,
+									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_IDEMPOTENT_REQUEST_TARGET ?
+									  m->idempotent_request_target : NULL,
+									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_WORKFLOW_TARGET ?
+									  m->workflow_target : NULL);
+				break;
+			}
+		case MSG_GET_INVOCATION_OUTPUT_COMMAND:
+			{
+				Wire__GetInvocationOutputCommandMessage *m =
+					DECODE(Wire__GetInvocationOutputCommandMessage,
+						   wire__get_invocation_output_command_message__unpack, body, len, msg_type);
+
+				add_invocation_lookup(fx, LOOKUP_GET_OUTPUT, MSG_GET_INVOCATION_OUTPUT_COMPLETION,
+									  completion_id,
+									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_INVOCATION_ID ?
+									  m->invocation_id : NULL,
+									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_IDEMPOTENT_REQUEST_TARGET ?
+									  m->idempotent_request_target : NULL,
+									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_WORKFLOW_TARGET ?
+									  m->workflow_target : NULL);
 				break;
 			}
 		default:

@@ -28,6 +28,7 @@
 #include "frame_reader.h"
 #include "http_client.h"
 #include "invocation_id.h"
+#include "protocol.h"
 
 /* The retry policy in force for an invocation, read when it is claimed. */
 typedef struct RetryPolicy
@@ -102,6 +103,8 @@ typedef struct NewEntry
 	uint32		completion_id;	/* 0: none */
 	uint32		signal_id;		/* 0: none */
 	char	   *signal_name;	/* valid UTF-8 or NULL */
+	char	   *invoked_id;		/* Call, OneWayCall: the invocation started */
+	char	   *invoked_target;
 	const uint8 *raw;
 	size_t		len;
 } NewEntry;
@@ -133,6 +136,58 @@ typedef struct OutgoingSignal
 	uint8	   *raw;			/* the SignalNotification */
 	size_t		len;
 } OutgoingSignal;
+
+/*
+ * A Call or OneWayCall: an invocation to create in the transaction that
+ * journals the command.  Its id is the CallInvocationIdCompletion; a Call's
+ * caller also waits for its end (CallCompletion).
+ */
+typedef struct OutgoingCall
+{
+	NewEntry   *command;		/* the journal entry, to note the id on */
+	char	   *service_name;	/* valid UTF-8 */
+	char	   *handler_name;
+	char	   *key;			/* as sent: '' for plain services */
+	char	   *idempotency_key;	/* NULL: none */
+	const uint8 *parameter;
+	size_t		parameter_len;
+	int			n_headers;
+	char	  **header_names;
+	char	  **header_values;
+	TimestampTz invoke_at;		/* 0: now */
+	uint32		invocation_id_completion;
+	uint32		result_completion;	/* 0: a OneWayCall */
+} OutgoingCall;
+
+/*
+ * Commands answered from what is stored: workflow promises and other
+ * invocations' results.  Answered in the transaction that journals them,
+ * or, for what is not there yet, when it comes.
+ */
+typedef enum LookupKind
+{
+	LOOKUP_GET_PROMISE,			/* waits until the promise is completed */
+	LOOKUP_PEEK_PROMISE,		/* its value now, or void */
+	LOOKUP_COMPLETE_PROMISE,	/* void, or failure 409 if completed already */
+	LOOKUP_ATTACH,				/* waits until the invocation ends */
+	LOOKUP_GET_OUTPUT			/* its result now, or void */
+} LookupKind;
+
+typedef struct CommandLookup
+{
+	LookupKind	kind;
+	uint16		notification_type;
+	uint32		completion_id;
+	/* promises: the name, and for COMPLETE its value or failure */
+	char	   *promise_name;
+	NotificationResult promise_result;
+	/* ATTACH, GET_OUTPUT: the target, by id or by what identifies it */
+	char	   *target_id;
+	char	   *target_service;
+	char	   *target_key;		/* NULL: none */
+	char	   *target_handler; /* NULL for a workflow target */
+	char	   *target_idempotency_key;
+} CommandLookup;
 
 typedef struct NewTimer
 {
@@ -169,6 +224,8 @@ typedef struct AttemptEffects
 	List	   *state_writes;	/* of StateWrite * */
 	List	   *timers;			/* of NewTimer * */
 	List	   *signals;		/* of OutgoingSignal * */
+	List	   *calls;			/* of OutgoingCall * */
+	List	   *lookups;		/* of CommandLookup * */
 
 	AttemptEnd	end;
 

@@ -169,7 +169,8 @@ text_arg_or_null(FunctionCallInfo fcinfo, int n)
 }
 
 /*
- * durable.call(service, handler, input jsonb, key, idempotency_key, timeout)
+ * durable.call(service, handler, input jsonb, key, idempotency_key, timeout,
+ *				headers jsonb)
  */
 Datum
 durable_call(PG_FUNCTION_ARGS)
@@ -180,6 +181,8 @@ durable_call(PG_FUNCTION_ARGS)
 		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(2)));
 	char	   *key = text_arg_or_null(fcinfo, 3);
 	char	   *idempotency_key = text_arg_or_null(fcinfo, 4);
+	char	   *headers = PG_ARGISNULL(6) ? NULL :
+		DatumGetCString(DirectFunctionCall1(jsonb_out, PG_GETARG_DATUM(6)));
 	Interval   *timeout;
 	char	   *id;
 	bool		isnull;
@@ -223,7 +226,7 @@ durable_call(PG_FUNCTION_ARGS)
 			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, "await");
 	}
 
-	id = submit_invocation(service, handler, input, key, idempotency_key);
+	id = submit_invocation(service, handler, input, key, idempotency_key, headers);
 	d = await_as_caller(id, PG_GETARG_DATUM(5), &isnull);
 	if (isnull)
 		PG_RETURN_NULL();

@@ -102,8 +102,9 @@
  * Restate's protocol violation code (570, journal mismatch, comes from the
  * SDK).
  */
+#define FAILURE_BAD_REQUEST			400	/* a call with a bad target */
 #define FAILURE_NOT_FOUND			404
-#define FAILURE_CONFLICT			409	/* canceled, killed */
+#define FAILURE_CONFLICT			409	/* canceled, killed, promise completed twice */
 #define FAILURE_TOO_LARGE			413
 #define FAILURE_INTERNAL			500
 #define FAILURE_NOT_SUPPORTED		501

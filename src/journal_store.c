@@ -47,7 +47,8 @@ typedef struct StoredQuery
 static StoredQuery q_lock = {
 	"SELECT status, claimed_by, journal_size, retry_count_since_last_stored_entry, "
 	"waiting_completions, waiting_signals, waiting_named_signals, "
-	"running_at IS NOT NULL, service_key IS NOT NULL "
+	"running_at IS NOT NULL, service_key IS NOT NULL, "
+	"coalesce(root_invocation_id, id), service_name, service_key "
 	"FROM durable.invocation WHERE id = $1 FOR UPDATE",
 	1, {TEXTOID}
 };
@@ -85,12 +86,13 @@ static StoredQuery q_note_appended = {
 };
 static StoredQuery q_append = {
 	"INSERT INTO durable.journal_entry (invocation_id, index, entry_type, name, "
-	"completion_id, signal_id, signal_name, raw) "
-	"SELECT $1, $2 + u.ord - 1, u.t, u.n, u.c, u.s, u.sn, u.r "
-	"FROM unnest($3::int4[], $4::text[], $5::int4[], $6::int4[], $7::text[], $8::bytea[]) "
-	"WITH ORDINALITY AS u(t, n, c, s, sn, r, ord)",
-	8, {TEXTOID, INT4OID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
-	TEXTARRAYOID, 1001 /* bytea[] */ }
+	"completion_id, signal_id, signal_name, raw, invoked_id, invoked_target) "
+	"SELECT $1, $2 + u.ord - 1, u.t, u.n, u.c, u.s, u.sn, u.r, u.ii, u.it "
+	"FROM unnest($3::int4[], $4::text[], $5::int4[], $6::int4[], $7::text[], $8::bytea[], "
+	"            $9::text[], $10::text[]) "
+	"WITH ORDINALITY AS u(t, n, c, s, sn, r, ii, it, ord)",
+	10, {TEXTOID, INT4OID, INT4ARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, 1001 /* bytea[] */ , TEXTARRAYOID, TEXTARRAYOID}
 };
 static StoredQuery q_set_state = {
 	"INSERT INTO durable.state_entry (service_name, service_key, key, value) "
@@ -209,24 +211,29 @@ static StoredQuery q_postpone_timer = {
 	"WHERE invocation_id = $1 AND completion_id = $2",
 	3, {TEXTOID, INT4OID, INT4OID}
 };
-static StoredQuery q_queue_signal = {
-	"INSERT INTO durable.signal_queue (invocation_id, signal_index, signal_name, raw) "
-	"VALUES ($1, $2, $3, $4) "
-	"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL DO NOTHING",
-	4, {TEXTOID, INT4OID, TEXTOID, BYTEAOID}
+static StoredQuery q_queue_notification = {
+	"INSERT INTO durable.notification_queue (invocation_id, entry_type, signal_index, "
+	"signal_name, completion_id, raw) "
+	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+	6, {TEXTOID, INT4OID, INT4OID, TEXTOID, INT4OID, BYTEAOID}
+};
+static StoredQuery q_queue_kill = {
+	"INSERT INTO durable.notification_queue (invocation_id, action) VALUES ($1, 'kill')",
+	1, {TEXTOID}
 };
 static StoredQuery q_due_signals = {
-	"SELECT id, invocation_id, signal_index, signal_name, raw, action = 'kill' "
-	"FROM durable.signal_queue "
+	"SELECT id, invocation_id, signal_index, signal_name, raw, action, entry_type, "
+	"completion_id, service_name, service_key, promise_name "
+	"FROM durable.notification_queue "
 	"WHERE deliver_after <= now() ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 	1, {INT4OID}
 };
 static StoredQuery q_delete_signal = {
-	"DELETE FROM durable.signal_queue WHERE id = $1",
+	"DELETE FROM durable.notification_queue WHERE id = $1",
 	1, {INT8OID}
 };
 static StoredQuery q_postpone_signal = {
-	"UPDATE durable.signal_queue SET deliver_after = now() + $2 * interval '1 millisecond' "
+	"UPDATE durable.notification_queue SET deliver_after = now() + $2 * interval '1 millisecond' "
 	"WHERE id = $1",
 	2, {INT8OID, INT4OID}
 };
@@ -234,15 +241,90 @@ static StoredQuery q_next_wakeup = {
 	"SELECT least((SELECT min(q.run_at) FROM durable._invocation_queue q"
 	"               WHERE q.status IN " RUNNABLE " AND NOT q.behind_lock),"
 	"             (SELECT min(t.wake_at) FROM durable.timer t),"
-	"             (SELECT min(s.deliver_after) FROM durable.signal_queue s))",
+	"             (SELECT min(s.deliver_after) FROM durable.notification_queue s))",
 	0, {}
 };
 
+static StoredQuery q_create_invocation = {
+	"SELECT durable._enqueue($1, $2, $3, "
+	"  CASE WHEN (SELECT s.ty FROM durable.service s WHERE s.name = $1) = 'service' "
+	"       AND $4 = '' THEN NULL ELSE $4 END, "
+	"  $5, NULL, "
+	"  (SELECT coalesce(jsonb_object_agg(u.k, u.v), '{}') FROM unnest($6::text[], $7::text[]) u(k, v)), "
+	"  'service', $8, $9, $10)",
+	10, {TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTOID, TEXTOID, TIMESTAMPTZOID}
+};
+static StoredQuery q_invocation_result = {
+	"SELECT status = '" STATUS_COMPLETED "', completion_result = 'failure', output, "
+	"completion_failure_code, completion_failure "
+	"FROM durable.invocation WHERE id = $1 FOR SHARE",
+	1, {TEXTOID}
+};
+static StoredQuery q_find_by_idempotency_key = {
+	"SELECT id FROM durable.invocation WHERE service_name = $1 "
+	"AND coalesce(service_key, '') = coalesce($2, '') AND handler_name = $3 "
+	"AND idempotency_key = $4",
+	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}
+};
+static StoredQuery q_find_workflow = {
+	"SELECT id FROM durable.invocation WHERE service_name = $1 AND service_key = $2 "
+	"AND handler_ty = 'workflow'",
+	2, {TEXTOID, TEXTOID}
+};
+static StoredQuery q_add_invocation_waiter = {
+	"INSERT INTO durable.invocation_waiter (invocation_id, waiter_id, completion_id, entry_type) "
+	"VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+	4, {TEXTOID, TEXTOID, INT4OID, INT4OID}
+};
+static StoredQuery q_take_invocation_waiters = {
+	"DELETE FROM durable.invocation_waiter WHERE invocation_id = $1 "
+	"RETURNING waiter_id, completion_id, entry_type",
+	1, {TEXTOID}
+};
+static StoredQuery q_take_waits_of = {
+	"DELETE FROM durable.invocation_waiter WHERE waiter_id = $1 "
+	"RETURNING invocation_id, entry_type",
+	1, {TEXTOID}
+};
+static StoredQuery q_lock_promise = {
+	"WITH ins AS (INSERT INTO durable.promise (service_name, service_key, name) "
+	"             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING) "
+	"SELECT 1",
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+static StoredQuery q_read_promise = {
+	"SELECT completed, failure_code IS NOT NULL, value, failure_code, failure_message "
+	"FROM durable.promise WHERE service_name = $1 AND service_key = $2 AND name = $3 "
+	"FOR UPDATE",
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+static StoredQuery q_complete_promise = {
+	"UPDATE durable.promise SET completed = true, value = $4, failure_code = $5, "
+	"failure_message = $6, completed_at = now() "
+	"WHERE service_name = $1 AND service_key = $2 AND name = $3",
+	6, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, INT4OID, TEXTOID}
+};
+static StoredQuery q_add_promise_waiter = {
+	"INSERT INTO durable.promise_waiter (service_name, service_key, name, waiter_id, "
+	"completion_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INT4OID}
+};
+static StoredQuery q_take_promise_waiters = {
+	"DELETE FROM durable.promise_waiter WHERE service_name = $1 AND service_key = $2 "
+	"AND name = $3 RETURNING waiter_id, completion_id",
+	3, {TEXTOID, TEXTOID, TEXTOID}
+};
+
 static StoredQuery *all_queries[] = {
+	&q_create_invocation, &q_invocation_result, &q_find_by_idempotency_key,
+	&q_find_workflow, &q_add_invocation_waiter, &q_take_invocation_waiters,
+	&q_take_waits_of, &q_lock_promise, &q_read_promise, &q_complete_promise,
+	&q_add_promise_waiter, &q_take_promise_waiters, &q_queue_kill,
 	&q_lock, &q_update, &q_note_appended, &q_append, &q_set_state, &q_clear_state,
 	&q_clear_all_state, &q_add_timer, &q_delete_timers, &q_has_notification,
 	&q_claim_lock, &q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
-	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_queue_signal,
+	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_queue_notification,
 	&q_due_signals, &q_delete_signal, &q_postpone_signal, &q_next_wakeup
 };
 
@@ -379,6 +461,9 @@ store_lock_invocation(const char *invocation_id)
 	row.waiting_named_signals = get_array(tuple, desc, 7);
 	row.started = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
 	row.keyed = DatumGetBool(SPI_getbinval(tuple, desc, 9, &isnull));
+	row.root_id = get_text(tuple, desc, 10);
+	row.service_name = get_text(tuple, desc, 11);
+	row.service_key = get_text(tuple, desc, 12);
 	return row;
 }
 
@@ -448,9 +533,12 @@ store_append_entries(const char *invocation_id, int first_index, List *entries)
 	bool	   *completion_nulls;
 	bool	   *signal_nulls;
 	bool	   *signal_name_nulls;
+	Datum	   *invoked_ids;
+	Datum	   *invoked_targets;
+	bool	   *invoked_nulls;
 	int			dims[1] = {n};
 	int			lbs[1] = {1};
-	Datum		values[8];
+	Datum		values[10];
 	int			i = 0;
 	ListCell   *lc;
 
@@ -466,6 +554,9 @@ store_append_entries(const char *invocation_id, int first_index, List *entries)
 	completion_nulls = palloc(sizeof(bool) * n);
 	signal_nulls = palloc(sizeof(bool) * n);
 	signal_name_nulls = palloc(sizeof(bool) * n);
+	invoked_ids = palloc(sizeof(Datum) * n);
+	invoked_targets = palloc(sizeof(Datum) * n);
+	invoked_nulls = palloc(sizeof(bool) * n);
 
 	foreach(lc, entries)
 	{
@@ -482,6 +573,9 @@ store_append_entries(const char *invocation_id, int first_index, List *entries)
 		signal_names[i] = signal_name_nulls[i] ? (Datum) 0 :
 			CStringGetTextDatum(e->signal_name);
 		raws[i] = bytea_datum(e->raw, e->len);
+		invoked_nulls[i] = (e->invoked_id == NULL);
+		invoked_ids[i] = e->invoked_id ? CStringGetTextDatum(e->invoked_id) : (Datum) 0;
+		invoked_targets[i] = e->invoked_id ? CStringGetTextDatum(e->invoked_target) : (Datum) 0;
 		i++;
 	}
 
@@ -498,6 +592,10 @@ store_append_entries(const char *invocation_id, int first_index, List *entries)
 												   dims, lbs, TEXTOID, -1, false,
 												   TYPALIGN_INT));
 	values[7] = PointerGetDatum(construct_array(raws, n, BYTEAOID, -1, false, TYPALIGN_INT));
+	values[8] = PointerGetDatum(construct_md_array(invoked_ids, invoked_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
+	values[9] = PointerGetDatum(construct_md_array(invoked_targets, invoked_nulls, 1, dims,
+												   lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	run(&q_append, values, NULL, 0);
 }
 
@@ -766,16 +864,265 @@ store_postpone_timer(const DueTimer *t, int ms)
 bool
 store_queue_signal(const OutgoingSignal *s)
 {
+	return store_queue_notification(s->invocation_id, MSG_SIGNAL_NOTIFICATION,
+									s->signal_index, s->signal_name, 0, s->raw, s->len);
+}
+
+bool
+store_queue_notification(const char *invocation_id, uint16 entry_type,
+						 uint32 signal_index, const char *signal_name,
+						 uint32 completion_id, const uint8 *raw, size_t len)
+{
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = Int32GetDatum((int32) entry_type);
+	values[2] = Int32GetDatum((int32) signal_index);
+	nulls[2] = signal_index != 0 ? ' ' : 'n';
+	values[3] = text_datum_or_null(signal_name, &nulls[3]);
+	values[4] = Int32GetDatum((int32) completion_id);
+	nulls[4] = completion_id != 0 ? ' ' : 'n';
+	values[5] = bytea_datum(raw, len);
+	run(&q_queue_notification, values, nulls, 0);
+	return SPI_processed == 1;
+}
+
+void
+store_queue_kill(const char *invocation_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+
+	run(&q_queue_kill, values, NULL, 0);
+}
+
+char *
+store_create_invocation(const OutgoingCall *c, const char *parent_id, const char *root_id)
+{
+	Datum		values[10];
+	char		nulls[10] = "          ";
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(c->service_name);
+	values[1] = CStringGetTextDatum(c->handler_name);
+	values[2] = bytea_datum(c->parameter, c->parameter_len);
+	values[3] = CStringGetTextDatum(c->key);
+	values[4] = text_datum_or_null(c->idempotency_key, &nulls[4]);
+	values[5] = text_array_datum(c->n_headers, c->header_names);
+	values[6] = text_array_datum(c->n_headers, c->header_values);
+	values[7] = CStringGetTextDatum(parent_id);
+	values[8] = CStringGetTextDatum(root_id);
+	values[9] = TimestampTzGetDatum(c->invoke_at);
+	nulls[9] = c->invoke_at != 0 ? ' ' : 'n';
+	run(&q_create_invocation, values, nulls, 1);
+	return TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+InvocationResult
+store_invocation_result(const char *invocation_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+	InvocationResult r = {0};
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	run(&q_invocation_result, values, NULL, 1);
+	if (SPI_processed == 0)
+		return r;
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	r.found = true;
+	r.completed = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
+	d = SPI_getbinval(tuple, desc, 2, &isnull);
+	r.failed = !isnull && DatumGetBool(d);
+	d = SPI_getbinval(tuple, desc, 3, &isnull);
+	if (!isnull)
+		r.output = DatumGetByteaPCopy(d);
+	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	r.failure_code = isnull ? FAILURE_INTERNAL : DatumGetInt32(d);
+	r.failure_message = get_text(tuple, desc, 5);
+	return r;
+}
+
+char *
+store_find_invocation(const char *service, const char *key, const char *handler,
+					  const char *idempotency_key)
+{
 	Datum		values[4];
 	char		nulls[4] = "    ";
 
-	values[0] = CStringGetTextDatum(s->invocation_id);
-	values[1] = Int32GetDatum((int32) s->signal_index);
-	nulls[1] = s->signal_index != 0 ? ' ' : 'n';
-	values[2] = text_datum_or_null(s->signal_name, &nulls[2]);
-	values[3] = bytea_datum(s->raw, s->len);
-	run(&q_queue_signal, values, nulls, 0);
-	return SPI_processed == 1;
+	values[0] = CStringGetTextDatum(service);
+	values[1] = text_datum_or_null(key, &nulls[1]);
+	if (handler == NULL)
+		run(&q_find_workflow, values, nulls, 1);
+	else
+	{
+		values[2] = CStringGetTextDatum(handler);
+		values[3] = CStringGetTextDatum(idempotency_key);
+		run(&q_find_by_idempotency_key, values, nulls, 1);
+	}
+	if (SPI_processed == 0)
+		return NULL;
+	return get_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+}
+
+void
+store_add_invocation_waiter(const char *invocation_id, const char *waiter_id,
+							uint32 completion_id, uint16 entry_type)
+{
+	Datum		values[4];
+
+	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = CStringGetTextDatum(waiter_id);
+	values[2] = Int32GetDatum((int32) completion_id);
+	values[3] = Int32GetDatum((int32) entry_type);
+	run(&q_add_invocation_waiter, values, NULL, 0);
+}
+
+static List *
+waiters_from_result(bool with_type)
+{
+	List	   *waiters = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Waiter	   *w = palloc0(sizeof(Waiter));
+		bool		isnull;
+
+		w->invocation_id = get_text(tuple, desc, 1);
+		w->completion_id = (uint32) DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
+		if (with_type)
+			w->entry_type = (uint16) DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
+		waiters = lappend(waiters, w);
+	}
+	return waiters;
+}
+
+List *
+store_take_invocation_waiters(const char *invocation_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(invocation_id)};
+
+	run(&q_take_invocation_waiters, values, NULL, 0);
+	return waiters_from_result(true);
+}
+
+List *
+store_take_waits_of(const char *waiter_id)
+{
+	Datum		values[1] = {CStringGetTextDatum(waiter_id)};
+	List	   *waits = NIL;
+
+	run(&q_take_waits_of, values, NULL, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Waiter	   *w = palloc0(sizeof(Waiter));
+		bool		isnull;
+
+		w->invocation_id = get_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		w->entry_type = (uint16) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+															 SPI_tuptable->tupdesc, 2,
+															 &isnull));
+		waits = lappend(waits, w);
+	}
+	return waits;
+}
+
+PromiseRow
+store_lock_promise(const char *service, const char *key, const char *name)
+{
+	Datum		values[3];
+	PromiseRow	p = {0};
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(service);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(name);
+	run(&q_lock_promise, values, NULL, 0);
+	run(&q_read_promise, values, NULL, 1);
+	if (SPI_processed != 1)
+		elog(ERROR, "promise \"%s\" of %s/%s vanished", name, service, key);
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	p.completed = DatumGetBool(SPI_getbinval(tuple, desc, 1, &isnull));
+	if (!p.completed)
+		return p;
+	if (DatumGetBool(SPI_getbinval(tuple, desc, 2, &isnull)))
+	{
+		p.result.kind = RESULT_FAILURE;
+		p.result.failure_code = (uint32) DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
+		p.result.failure_message = get_text(tuple, desc, 5);
+	}
+	else
+	{
+		bytea	   *v;
+
+		d = SPI_getbinval(tuple, desc, 3, &isnull);
+		v = isnull ? NULL : DatumGetByteaPCopy(d);
+		p.result.kind = RESULT_VALUE;
+		p.result.value = v ? (const uint8 *) VARDATA(v) : (const uint8 *) "";
+		p.result.value_len = v ? VARSIZE(v) - VARHDRSZ : 0;
+	}
+	return p;
+}
+
+void
+store_complete_promise(const char *service, const char *key, const char *name,
+					   const NotificationResult *result)
+{
+	Datum		values[6];
+	char		nulls[6] = "      ";
+
+	values[0] = CStringGetTextDatum(service);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(name);
+	if (result->kind == RESULT_FAILURE)
+	{
+		nulls[3] = 'n';
+		values[4] = Int32GetDatum((int32) result->failure_code);
+		values[5] = text_datum_or_null(result->failure_message ? result->failure_message : "",
+									   &nulls[5]);
+	}
+	else
+	{
+		values[3] = bytea_datum(result->value, result->kind == RESULT_VALUE ? result->value_len : 0);
+		nulls[4] = nulls[5] = 'n';
+	}
+	run(&q_complete_promise, values, nulls, 0);
+}
+
+void
+store_add_promise_waiter(const char *service, const char *key, const char *name,
+						 const char *waiter_id, uint32 completion_id)
+{
+	Datum		values[5];
+
+	values[0] = CStringGetTextDatum(service);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(name);
+	values[3] = CStringGetTextDatum(waiter_id);
+	values[4] = Int32GetDatum((int32) completion_id);
+	run(&q_add_promise_waiter, values, NULL, 0);
+}
+
+List *
+store_take_promise_waiters(const char *service, const char *key, const char *name)
+{
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(service);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(name);
+	run(&q_take_promise_waiters, values, NULL, 0);
+	return waiters_from_result(false);
 }
 
 List *
@@ -789,7 +1136,7 @@ store_due_signals(int limit)
 	{
 		HeapTuple	tuple = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		QueuedSignal *s = palloc0(sizeof(QueuedSignal));
+		QueuedNotification *s = palloc0(sizeof(QueuedNotification));
 		bool		isnull;
 		Datum		d;
 
@@ -800,7 +1147,14 @@ store_due_signals(int limit)
 		s->signal_name = get_text(tuple, desc, 4);
 		d = SPI_getbinval(tuple, desc, 5, &isnull);
 		s->raw = isnull ? NULL : DatumGetByteaPCopy(d);
-		s->kill = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull));
+		s->action = get_text(tuple, desc, 6);
+		d = SPI_getbinval(tuple, desc, 7, &isnull);
+		s->entry_type = isnull ? 0 : (uint16) DatumGetInt32(d);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		s->completion_id = isnull ? 0 : (uint32) DatumGetInt32(d);
+		s->service_name = get_text(tuple, desc, 9);
+		s->service_key = get_text(tuple, desc, 10);
+		s->promise_name = get_text(tuple, desc, 11);
 		due = lappend(due, s);
 	}
 	return due;

@@ -42,6 +42,9 @@ typedef struct InvocationRow
 	ArrayType  *waiting_completions;	/* NULL if none */
 	ArrayType  *waiting_signals;
 	ArrayType  *waiting_named_signals;
+	char	   *root_id;		/* its call tree's root (itself if none) */
+	char	   *service_name;
+	char	   *service_key;	/* NULL for plain services */
 } InvocationRow;
 
 /* Locks an invocation's row (FOR UPDATE) and reads it. */
@@ -88,25 +91,90 @@ extern void store_add_timers(const char *invocation_id, List *timers);
 extern void store_delete_timers(const char *invocation_id);
 
 /*
- * Signals waiting to be delivered (durable.signal_queue): queued by a
+ * Signals waiting to be delivered (durable.notification_queue): queued by a
  * handler's command or from SQL, delivered by a dispatcher.  Queuing an
  * indexed signal (an awakeable) that is queued already does nothing and
  * returns false.
  */
 extern bool store_queue_signal(const OutgoingSignal *s);
 
-typedef struct QueuedSignal
+extern bool store_queue_notification(const char *invocation_id, uint16 entry_type,
+									 uint32 signal_index, const char *signal_name,
+									 uint32 completion_id, const uint8 *raw, size_t len);
+extern void store_queue_kill(const char *invocation_id);
+
+typedef struct QueuedNotification
 {
 	int64		id;
-	char	   *invocation_id;
-	bool		kill;			/* durable.kill: no signal, end it */
-	uint32		signal_index;	/* 0: named */
+	char	   *action;			/* "notify", "kill" or "promise" */
+	char	   *invocation_id;	/* NULL for "promise" */
+	uint16		entry_type;
+	uint32		signal_index;	/* 0: named, or a completion */
 	char	   *signal_name;
+	uint32		completion_id;
 	bytea	   *raw;
-} QueuedSignal;
+	/* "promise": which one */
+	char	   *service_name;
+	char	   *service_key;
+	char	   *promise_name;
+} QueuedNotification;
 extern List *store_due_signals(int limit);
 extern void store_delete_signal(int64 id);
 extern void store_postpone_signal(int64 id, int ms);
+
+/*
+ * Creates the invocation a Call or OneWayCall starts (through
+ * durable._enqueue, which validates the target and applies idempotency
+ * keys and workflow run-once) and returns its id: a new one, or the one it
+ * repeats.
+ */
+extern char *store_create_invocation(const OutgoingCall *c, const char *parent_id,
+									 const char *root_id);
+
+/* An invocation's result, its row locked FOR SHARE. */
+typedef struct InvocationResult
+{
+	bool		found;
+	bool		completed;
+	bool		failed;
+	bytea	   *output;			/* NULL: none */
+	int			failure_code;
+	char	   *failure_message;
+} InvocationResult;
+extern InvocationResult store_invocation_result(const char *invocation_id);
+
+/*
+ * The invocation with this idempotency key, or (handler NULL) the run of
+ * the workflow with this key; NULL if none.
+ */
+extern char *store_find_invocation(const char *service, const char *key,
+								   const char *handler, const char *idempotency_key);
+
+/* Who waits for what: invocation_waiter and promise_waiter rows. */
+typedef struct Waiter
+{
+	char	   *invocation_id;	/* the waiter, or (store_take_waits_of) the awaited */
+	uint32		completion_id;
+	uint16		entry_type;
+} Waiter;
+extern void store_add_invocation_waiter(const char *invocation_id, const char *waiter_id,
+										uint32 completion_id, uint16 entry_type);
+extern List *store_take_invocation_waiters(const char *invocation_id);
+extern List *store_take_waits_of(const char *waiter_id);
+
+/* A workflow promise, its row locked (created if need be). */
+typedef struct PromiseRow
+{
+	bool		completed;
+	NotificationResult result;
+} PromiseRow;
+extern PromiseRow store_lock_promise(const char *service, const char *key, const char *name);
+extern void store_complete_promise(const char *service, const char *key, const char *name,
+								   const NotificationResult *result);
+extern void store_add_promise_waiter(const char *service, const char *key, const char *name,
+									 const char *waiter_id, uint32 completion_id);
+extern List *store_take_promise_waiters(const char *service, const char *key,
+										const char *name);
 
 /* Is a notification for any of these ids in the journal? */
 extern bool store_has_notification(const char *invocation_id,

@@ -247,23 +247,304 @@ lock_own_attempt(FinishArgs *args, InvocationRow *row)
 	return true;
 }
 
+/* How an invocation ended, as its callers and attachers are told. */
+static NotificationResult
+result_of(const InvocationUpdate *u)
+{
+	NotificationResult r = {0};
+
+	if (u->completion_failed)
+	{
+		r.kind = RESULT_FAILURE;
+		r.failure_code = (uint32) u->completion_failure_code;
+		r.failure_message = u->completion_failure ? u->completion_failure : "";
+	}
+	else
+	{
+		r.kind = RESULT_VALUE;
+		r.value = u->output ? u->output : (const uint8 *) "";
+		r.value_len = u->output ? u->output_len : 0;
+	}
+	return r;
+}
+
 /*
- * What follows any completion, however it came: no timer outlives it, and
- * a keyed invocation's lock is free, so the next one in line may run.
+ * Queues a completion notification for another invocation.  It is never
+ * appended here: that would lock the other invocation's row while holding
+ * this one's, and two invocations waiting for each other could deadlock.
  */
 static void
-after_completion(const char *invocation_id, bool keyed)
+queue_completion(const char *invocation_id, uint16 type, uint32 completion_id,
+				 const NotificationResult *result)
 {
+	size_t		len;
+	uint8	   *raw = protocol_completion_notification(completion_id, result, &len);
+
+	(void) store_queue_notification(invocation_id, type, 0, NULL, completion_id, raw, len);
+	shared_state_wake_dispatchers_at_commit();
+}
+
+/*
+ * What follows any completion, however it came: no timer outlives it;
+ * whoever called or attached to it gets its result; a killed invocation's
+ * call children are killed too (one-way sends live on); and a keyed
+ * invocation's lock is free, so the next one in line may run.
+ */
+static void
+after_completion(const char *invocation_id, bool keyed, const NotificationResult *result,
+				 bool killed)
+{
+	ListCell   *lc;
+
 	store_delete_timers(invocation_id);
+	foreach(lc, store_take_invocation_waiters(invocation_id))
+	{
+		Waiter	   *w = lfirst(lc);
+
+		queue_completion(w->invocation_id, w->entry_type, w->completion_id, result);
+	}
+	foreach(lc, store_take_waits_of(invocation_id))
+	{
+		Waiter	   *w = lfirst(lc);
+
+		if (killed && w->entry_type == MSG_CALL_COMPLETION)
+		{
+			store_queue_kill(w->invocation_id);
+			shared_state_wake_dispatchers_at_commit();
+		}
+	}
 	if (keyed)
 		shared_state_wake_dispatchers_at_commit();
 }
 
 static void
-completed(Attempt *a, FinishArgs *args)
+completed(Attempt *a, const InvocationUpdate *u, FinishArgs *args)
 {
-	after_completion(a->invocation_id, a->service_key != NULL);
+	NotificationResult r = result_of(u);
+
+	after_completion(a->invocation_id, a->service_key != NULL, &r, false);
 	args->result = FINISH_COMPLETED;
+}
+
+/* ----------------------------------------------------------------------
+ * Commands answered by the runtime: calls, promises, attachments
+ * ----------------------------------------------------------------------
+ */
+
+/* A notification the runtime journals for this attempt's invocation. */
+static void
+add_runtime_notification(AttemptEffects *fx, uint16 type, uint32 completion_id,
+						 const NotificationResult *result)
+{
+	NewEntry   *e = palloc0(sizeof(NewEntry));
+
+	e->type = type;
+	e->completion_id = completion_id;
+	e->raw = protocol_completion_notification(completion_id, result, &e->len);
+	fx->entries = lappend(fx->entries, e);
+}
+
+static NotificationResult
+failure_result(int code, const char *message)
+{
+	NotificationResult r = {RESULT_FAILURE};
+
+	r.failure_code = (uint32) code;
+	r.failure_message = message;
+	return r;
+}
+
+/*
+ * waiter gets target's result as notification type/completion_id: now if
+ * target has ended, else when it does.  The target's row is locked (FOR
+ * SHARE) so that it cannot end between the look and the wait.
+ */
+static void
+wait_for_invocation(const char *waiter, const char *target, uint16 type,
+					uint32 completion_id, AttemptEffects *fx)
+{
+	InvocationResult r = store_invocation_result(target);
+	NotificationResult result;
+
+	if (!r.found)
+	{
+		result = failure_result(FAILURE_NOT_FOUND,
+								psprintf("invocation %s not found", target));
+		add_runtime_notification(fx, type, completion_id, &result);
+	}
+	else if (r.completed)
+	{
+		if (r.failed)
+			result = failure_result(r.failure_code, r.failure_message ? r.failure_message : "");
+		else
+		{
+			result.kind = RESULT_VALUE;
+			result.value = r.output ? (const uint8 *) VARDATA(r.output) : (const uint8 *) "";
+			result.value_len = r.output ? VARSIZE(r.output) - VARHDRSZ : 0;
+		}
+		add_runtime_notification(fx, type, completion_id, &result);
+	}
+	else
+		store_add_invocation_waiter(target, waiter, completion_id, type);
+}
+
+typedef struct CreateArgs
+{
+	OutgoingCall *call;
+	const char *parent_id;
+	const char *root_id;
+	char	   *created_id;
+} CreateArgs;
+
+static void
+create_fn(void *arg)
+{
+	CreateArgs *args = arg;
+
+	args->created_id = store_create_invocation(args->call, args->parent_id, args->root_id);
+}
+
+/* The failure code a call that could not start is answered with. */
+static int
+call_failure_code(int sqlerrcode)
+{
+	if (sqlerrcode == ERRCODE_UNDEFINED_OBJECT || sqlerrcode == ERRCODE_UNDEFINED_FUNCTION)
+		return FAILURE_NOT_FOUND;
+	if (sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE ||
+		sqlerrcode == ERRCODE_NULL_VALUE_NOT_ALLOWED)
+		return FAILURE_BAD_REQUEST;
+	return FAILURE_INTERNAL;
+}
+
+/*
+ * A Call or OneWayCall: the invocation it starts is created in this
+ * transaction, its id journaled for the caller, and a Call's caller waits
+ * for its end.  A target that cannot be invoked (unknown service, missing
+ * key) fails the call, not the caller's attempt.
+ */
+static void
+start_call(Attempt *a, const InvocationRow *row, OutgoingCall *c, AttemptEffects *fx)
+{
+	CreateArgs	args = {c, a->invocation_id, row->root_id, NULL};
+	ErrorData  *edata = in_subtransaction(create_fn, &args);
+	NotificationResult r = {0};
+
+	if (edata != NULL)
+	{
+		r = failure_result(call_failure_code(edata->sqlerrcode),
+						   attempt_text(edata->message, strlen(edata->message)));
+		add_runtime_notification(fx, MSG_CALL_INVOCATION_ID_COMPLETION,
+								 c->invocation_id_completion, &r);
+		if (c->result_completion != 0)
+			add_runtime_notification(fx, MSG_CALL_COMPLETION, c->result_completion, &r);
+		return;
+	}
+	c->command->invoked_id = args.created_id;
+	c->command->invoked_target = psprintf("%s/%s%s%s", c->service_name, c->key,
+										  c->key[0] != '\0' ? "/" : "", c->handler_name);
+	r.kind = RESULT_INVOCATION_ID;
+	r.invocation_id = args.created_id;
+	add_runtime_notification(fx, MSG_CALL_INVOCATION_ID_COMPLETION,
+							 c->invocation_id_completion, &r);
+	if (c->result_completion != 0)
+		wait_for_invocation(a->invocation_id, args.created_id, MSG_CALL_COMPLETION,
+							c->result_completion, fx);
+	shared_state_wake_dispatchers_at_commit();
+}
+
+/* Everyone waiting for a promise that was just completed is told. */
+static void
+notify_promise_waiters(const char *service, const char *key, const char *name,
+					   const NotificationResult *result)
+{
+	ListCell   *lc;
+
+	foreach(lc, store_take_promise_waiters(service, key, name))
+	{
+		Waiter	   *w = lfirst(lc);
+
+		queue_completion(w->invocation_id, MSG_GET_PROMISE_COMPLETION, w->completion_id, result);
+	}
+}
+
+static void
+answer_lookup(Attempt *a, CommandLookup *l, AttemptEffects *fx)
+{
+	NotificationResult r = {RESULT_VOID};
+
+	switch (l->kind)
+	{
+		case LOOKUP_GET_PROMISE:
+		case LOOKUP_PEEK_PROMISE:
+		case LOOKUP_COMPLETE_PROMISE:
+			{
+				PromiseRow	p = store_lock_promise(a->service_name, a->service_key,
+												   l->promise_name);
+
+				if (l->kind == LOOKUP_COMPLETE_PROMISE)
+				{
+					if (p.completed)
+						r = failure_result(FAILURE_CONFLICT,
+										   psprintf("promise \"%s\" is already completed",
+													l->promise_name));
+					else
+					{
+						store_complete_promise(a->service_name, a->service_key,
+											   l->promise_name, &l->promise_result);
+						notify_promise_waiters(a->service_name, a->service_key,
+											   l->promise_name, &l->promise_result);
+					}
+				}
+				else if (p.completed)
+					r = p.result;
+				else if (l->kind == LOOKUP_GET_PROMISE)
+				{
+					store_add_promise_waiter(a->service_name, a->service_key,
+											 l->promise_name, a->invocation_id,
+											 l->completion_id);
+					return;
+				}
+				add_runtime_notification(fx, l->notification_type, l->completion_id, &r);
+				return;
+			}
+		case LOOKUP_ATTACH:
+		case LOOKUP_GET_OUTPUT:
+			{
+				char	   *target = l->target_id;
+
+				if (target == NULL)
+					target = store_find_invocation(l->target_service, l->target_key,
+												   l->target_handler,
+												   l->target_idempotency_key);
+				if (target == NULL)
+				{
+					r = failure_result(FAILURE_NOT_FOUND, "invocation not found");
+					add_runtime_notification(fx, l->notification_type, l->completion_id, &r);
+				}
+				else if (l->kind == LOOKUP_ATTACH)
+					wait_for_invocation(a->invocation_id, target, l->notification_type,
+										l->completion_id, fx);
+				else
+				{
+					InvocationResult ir = store_invocation_result(target);
+
+					if (!ir.found)
+						r = failure_result(FAILURE_NOT_FOUND,
+										   psprintf("invocation %s not found", target));
+					else if (ir.completed && ir.failed)
+						r = failure_result(ir.failure_code,
+										   ir.failure_message ? ir.failure_message : "");
+					else if (ir.completed)
+					{
+						r.kind = RESULT_VALUE;
+						r.value = ir.output ? (const uint8 *) VARDATA(ir.output) : (const uint8 *) "";
+						r.value_len = ir.output ? VARSIZE(ir.output) - VARHDRSZ : 0;
+					}
+					add_runtime_notification(fx, l->notification_type, l->completion_id, &r);
+				}
+				return;
+			}
+	}
 }
 
 static void
@@ -274,6 +555,11 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 	int			appended = list_length(fx->entries);
 	ListCell   *lc;
 
+	foreach(lc, fx->calls)
+		start_call(a, row, (OutgoingCall *) lfirst(lc), fx);
+	foreach(lc, fx->lookups)
+		answer_lookup(a, (CommandLookup *) lfirst(lc), fx);
+	appended = list_length(fx->entries);
 	store_append_entries(a->invocation_id, row->journal_size, fx->entries);
 	if (fx->state_writes != NIL)
 		store_write_state(a->service_name, a->service_key, fx->state_writes);
@@ -316,7 +602,7 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 	check_transition(STATUS_RUNNING, u.status);
 	store_update_invocation(a->invocation_id, &u);
 	if (u.completed)
-		completed(a, args);
+		completed(a, &u, args);
 }
 
 static void
@@ -348,7 +634,7 @@ record_failure_fn(void *arg)
 				 args->retryable, &u);
 	store_update_invocation(args->attempt->invocation_id, &u);
 	if (u.completed)
-		completed(args->attempt, args);
+		completed(args->attempt, &u, args);
 }
 
 /*
@@ -611,9 +897,11 @@ fire_timer_fn(void *arg)
  * flight finds the invocation completed and is discarded.
  */
 static void
-end_invocation(const char *invocation_id, const InvocationRow *row, const char *why)
+end_invocation(const char *invocation_id, const InvocationRow *row, const char *why,
+			   bool killed)
 {
 	InvocationUpdate u = {0};
+	NotificationResult r;
 
 	check_transition(row->status, STATUS_COMPLETED);
 	u.status = STATUS_COMPLETED;
@@ -623,12 +911,13 @@ end_invocation(const char *invocation_id, const InvocationRow *row, const char *
 	u.completion_failure_code = FAILURE_CONFLICT;
 	u.completion_failure = why;
 	store_update_invocation(invocation_id, &u);
-	after_completion(invocation_id, row->keyed);
+	r = result_of(&u);
+	after_completion(invocation_id, row->keyed, &r, killed);
 }
 
 typedef struct DeliverArgs
 {
-	QueuedSignal *signal;
+	QueuedNotification *signal;
 	bool		completed;
 } DeliverArgs;
 
@@ -637,44 +926,88 @@ typedef struct DeliverArgs
  * that no longer exists or has completed, or a second completion of the
  * same awakeable, is dropped: there is nobody left to tell.
  */
+/*
+ * A promise completed from SQL (durable.resolve_promise): completed now,
+ * unless a handler completed it first, and its waiters told.
+ */
+static void
+deliver_promise(QueuedNotification *s)
+{
+	PromiseRow	p = store_lock_promise(s->service_name, s->service_key, s->promise_name);
+	NotificationResult result;
+
+	if (p.completed)
+	{
+		ereport(LOG,
+				(errmsg("durable: dropped a completion of promise \"%s\" of %s/%s from SQL, which a handler completed first",
+						s->promise_name, s->service_name, s->service_key)));
+		return;
+	}
+	if (!protocol_decode_result((const uint8 *) VARDATA_ANY(s->raw),
+								VARSIZE_ANY_EXHDR(s->raw), &result))
+		elog(ERROR, "queued completion of promise \"%s\" is corrupt", s->promise_name);
+	store_complete_promise(s->service_name, s->service_key, s->promise_name, &result);
+	notify_promise_waiters(s->service_name, s->service_key, s->promise_name, &result);
+}
+
+/*
+ * Delivers one queued notification, cancellation, kill or promise
+ * completion.  One for an invocation that no longer exists or has
+ * completed, or a second completion of the same awakeable or completion
+ * id, is dropped: there is nobody left to tell.
+ */
 static void
 deliver_signal_fn(void *arg)
 {
 	DeliverArgs *args = arg;
-	QueuedSignal *s = args->signal;
+	QueuedNotification *s = args->signal;
 	InvocationRow row;
 	NewEntry	e = {0};
 
 	args->completed = false;
 	store_delete_signal(s->id);
+	if (strcmp(s->action, "promise") == 0)
+	{
+		deliver_promise(s);
+		return;
+	}
 	row = store_lock_invocation(s->invocation_id);
 	if (!row.found || strcmp(row.status, STATUS_COMPLETED) == 0)
 		return;
-	if (s->kill)
+	if (strcmp(s->action, "kill") == 0)
 	{
 		/* A running invocation too: its attempt in flight is discarded. */
-		end_invocation(s->invocation_id, &row, "killed");
+		end_invocation(s->invocation_id, &row, "killed", true);
 		args->completed = true;
 		return;
 	}
 	if (s->signal_index == SIGNAL_CANCEL && !row.started)
 	{
-		end_invocation(s->invocation_id, &row, "canceled");
+		end_invocation(s->invocation_id, &row, "canceled", false);
 		args->completed = true;
 		return;
 	}
-	if (s->signal_index != 0)
+	if (s->signal_index != 0 || s->completion_id != 0)
 	{
 		WaitSet		w = {0};
 
-		w.n_signals = 1;
-		w.signals = &s->signal_index;
+		if (s->signal_index != 0)
+		{
+			w.n_signals = 1;
+			w.signals = &s->signal_index;
+		}
+		else
+		{
+			w.n_completions = 1;
+			w.completions = &s->completion_id;
+		}
 		if (store_has_notification(s->invocation_id, &w))
 			return;
 	}
-	e.type = MSG_SIGNAL_NOTIFICATION;
+	e.type = s->entry_type;
 	e.signal_id = s->signal_index;
 	e.signal_name = s->signal_name;
+	e.completion_id = s->completion_id;
 	e.raw = (const uint8 *) VARDATA_ANY(s->raw);
 	e.len = VARSIZE_ANY_EXHDR(s->raw);
 	append_notification(s->invocation_id, &row, &e);
@@ -683,7 +1016,7 @@ deliver_signal_fn(void *arg)
 static void
 postpone_signal_fn(void *arg)
 {
-	store_postpone_signal(((QueuedSignal *) arg)->id, TIMER_RETRY_MS);
+	store_postpone_signal(((QueuedNotification *) arg)->id, TIMER_RETRY_MS);
 }
 
 List *
@@ -694,7 +1027,7 @@ lifecycle_deliver_signals(int limit)
 
 	foreach(lc, store_due_signals(limit))
 	{
-		QueuedSignal *s = lfirst(lc);
+		QueuedNotification *s = lfirst(lc);
 		DeliverArgs args = {s, false};
 		ErrorData  *edata = in_subtransaction(deliver_signal_fn, &args);
 
@@ -705,14 +1038,16 @@ lifecycle_deliver_signals(int limit)
 			continue;
 		}
 		ereport(WARNING,
-				(errmsg("durable: could not deliver a signal to invocation %s: %s",
-						s->invocation_id, edata->message),
-				 errdetail("The signal is kept and tried again in %d ms.", TIMER_RETRY_MS)));
+				(errmsg("durable: could not deliver a queued %s to %s: %s",
+						s->action, s->invocation_id ? s->invocation_id :
+						psprintf("%s/%s", s->service_name, s->service_key),
+						edata->message),
+				 errdetail("It is kept and tried again in %d ms.", TIMER_RETRY_MS)));
 		edata = in_subtransaction(postpone_signal_fn, s);
 		if (edata != NULL)
 			ereport(WARNING,
-					(errmsg("durable: could not postpone a signal to invocation %s: %s",
-							s->invocation_id, edata->message)));
+					(errmsg("durable: could not postpone a queued %s: %s",
+							s->action, edata->message)));
 	}
 	return completed_ids;
 }

@@ -141,15 +141,50 @@ protocol_message_name(uint16 type)
 	return "Unknown";
 }
 
-uint8 *
-protocol_signal_notification(uint32 index, const char *name,
-							 const SignalResult *result, size_t *len)
+/* Sets a notification's result and encodes it (palloc'd). */
+static uint8 *
+pack_notification(Wire__NotificationMessage *n, const NotificationResult *result,
+				  size_t *len)
 {
-	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
 	Wire__Void v = WIRE__VOID__INIT;
 	Wire__Value value = WIRE__VALUE__INIT;
 	Wire__Failure failure = WIRE__FAILURE__INIT;
 	uint8	   *buf;
+
+	switch (result->kind)
+	{
+		case RESULT_VOID:
+			n->result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
+			n->void_ = &v;
+			break;
+		case RESULT_VALUE:
+			value.content.data = (uint8 *) result->value;
+			value.content.len = result->value_len;
+			n->result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
+			n->value = &value;
+			break;
+		case RESULT_FAILURE:
+			failure.code = result->failure_code;
+			failure.message = (char *) (result->failure_message ? result->failure_message : "");
+			n->result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
+			n->failure = &failure;
+			break;
+		case RESULT_INVOCATION_ID:
+			n->result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_INVOCATION_ID;
+			n->invocation_id = (char *) result->invocation_id;
+			break;
+	}
+	*len = protobuf_c_message_get_packed_size(&n->base);
+	buf = palloc(Max(*len, 1));
+	protobuf_c_message_pack(&n->base, buf);
+	return buf;
+}
+
+uint8 *
+protocol_signal_notification(uint32 index, const char *name,
+							 const NotificationResult *result, size_t *len)
+{
+	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
 
 	if (name != NULL)
 	{
@@ -161,29 +196,51 @@ protocol_signal_notification(uint32 index, const char *name,
 		n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_SIGNAL_ID;
 		n.signal_id = index;
 	}
-	switch (result->kind)
+	return pack_notification(&n, result, len);
+}
+
+uint8 *
+protocol_completion_notification(uint32 completion_id, const NotificationResult *result,
+								 size_t *len)
+{
+	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
+
+	n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
+	n.completion_id = completion_id;
+	return pack_notification(&n, result, len);
+}
+
+bool
+protocol_decode_result(const uint8 *raw, size_t len, NotificationResult *result)
+{
+	Wire__NotificationMessage *n =
+		wire__notification_message__unpack(&protocol_allocator, len, raw);
+
+	memset(result, 0, sizeof(NotificationResult));
+	if (n == NULL)
+		return false;
+	switch (n->result_case)
 	{
-		case SIGNAL_VOID:
-			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
-			n.void_ = &v;
-			break;
-		case SIGNAL_VALUE:
-			value.content.data = (uint8 *) result->value;
-			value.content.len = result->value_len;
-			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE;
-			n.value = &value;
-			break;
-		case SIGNAL_FAILURE:
-			failure.code = result->failure_code;
-			failure.message = (char *) (result->failure_message ? result->failure_message : "");
-			n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
-			n.failure = &failure;
-			break;
+		case WIRE__NOTIFICATION_MESSAGE__RESULT_VOID:
+			result->kind = RESULT_VOID;
+			return true;
+		case WIRE__NOTIFICATION_MESSAGE__RESULT_VALUE:
+			if (n->value == NULL)
+				return false;
+			result->kind = RESULT_VALUE;
+			result->value = n->value->content.data;
+			result->value_len = n->value->content.len;
+			return true;
+		case WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE:
+			if (n->failure == NULL)
+				return false;
+			result->kind = RESULT_FAILURE;
+			result->failure_code = n->failure->code;
+			result->failure_message = n->failure->message ? n->failure->message : "";
+			return true;
+		default:
+			return false;
 	}
-	*len = protobuf_c_message_get_packed_size(&n.base);
-	buf = palloc(Max(*len, 1));
-	protobuf_c_message_pack(&n.base, buf);
-	return buf;
 }
 
 int

@@ -33,29 +33,43 @@
 /* Returns a stable name for a message type, e.g. "Run" or "Output". */
 extern const char *protocol_message_name(uint16 type);
 
-/* What a signal (an awakeable's completion too) carries. */
-typedef enum SignalResultKind
+/* What a notification (a signal, an awakeable's or a call's completion) carries. */
+typedef enum NotificationResultKind
 {
-	SIGNAL_VOID,
-	SIGNAL_VALUE,
-	SIGNAL_FAILURE
-} SignalResultKind;
+	RESULT_VOID,
+	RESULT_VALUE,
+	RESULT_FAILURE,
+	RESULT_INVOCATION_ID		/* CallInvocationIdCompletion */
+} NotificationResultKind;
 
-typedef struct SignalResult
+typedef struct NotificationResult
 {
-	SignalResultKind kind;
-	const uint8 *value;			/* SIGNAL_VALUE */
+	NotificationResultKind kind;
+	const uint8 *value;			/* RESULT_VALUE */
 	size_t		value_len;
-	uint32		failure_code;	/* SIGNAL_FAILURE */
+	uint32		failure_code;	/* RESULT_FAILURE */
 	const char *failure_message;
-} SignalResult;
+	const char *invocation_id;	/* RESULT_INVOCATION_ID */
+} NotificationResult;
 
 /*
  * Encodes the SignalNotification for signal index (or, when name is not
  * NULL, the named signal) carrying result; palloc'd, length in *len.
  */
 extern uint8 *protocol_signal_notification(uint32 index, const char *name,
-										   const SignalResult *result, size_t *len);
+										   const NotificationResult *result, size_t *len);
+
+/* Encodes a notification for completion_id carrying result; palloc'd. */
+extern uint8 *protocol_completion_notification(uint32 completion_id,
+											   const NotificationResult *result,
+											   size_t *len);
+
+/*
+ * Reads the result of an encoded notification (pointing into a copy that
+ * lives in the current memory context).  False if it does not decode or
+ * carries no value, failure or void.
+ */
+extern bool protocol_decode_result(const uint8 *raw, size_t len, NotificationResult *result);
 
 /* The type a name of protocol_message_name stands for; -1 if none. */
 extern int	protocol_message_type(const char *name);

@@ -4,7 +4,7 @@
  *	  Completing awakeables and sending signals from SQL, in the caller's
  *	  transaction.
  *
- * A completion is not delivered here: it is queued in durable.signal_queue
+ * A completion is not delivered here: it is queued in durable.notification_queue
  * together with the caller's own writes, and a dispatcher delivers it
  * (lifecycle.c, the notification path) once the transaction has committed.
  * So a rolled-back approval is never delivered, a committed one exactly
@@ -31,6 +31,7 @@
 PG_FUNCTION_INFO_V1(durable_complete_awakeable);
 PG_FUNCTION_INFO_V1(durable_send_signal);
 PG_FUNCTION_INFO_V1(durable_end_invocation);
+PG_FUNCTION_INFO_V1(durable_complete_promise);
 
 /* Code of the TerminalError a rejection becomes in the handler. */
 #define REJECTION_FAILURE_CODE	500
@@ -71,7 +72,7 @@ invocation_status(const char *invocation_id, const char *what)
 
 /* The SignalNotification for the queue, as a bytea. */
 static bytea *
-signal_notification_bytea(uint32 index, const char *name, const SignalResult *result)
+signal_notification_bytea(uint32 index, const char *name, const NotificationResult *result)
 {
 	size_t		len;
 	uint8	   *raw = protocol_signal_notification(index, name, result, &len);
@@ -88,12 +89,12 @@ signal_notification_bytea(uint32 index, const char *name, const SignalResult *re
  */
 static void
 queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_name,
-			 const SignalResult *result, const char *what)
+			 const NotificationResult *result, const char *what)
 {
 	static SPIPlanPtr completed_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Datum		values[5];
+	char		nulls[5] = "     ";
 	bool		isnull;
 	char	   *status;
 
@@ -101,21 +102,22 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 	if (completed_plan == NULL)
 	{
 		Oid			t2[3] = {TEXTOID, INT4OID, INT4OID};
-		Oid			t4[4] = {TEXTOID, INT4OID, TEXTOID, BYTEAOID};
+		Oid			t5[5] = {TEXTOID, INT4OID, TEXTOID, BYTEAOID, INT4OID};
 
 		completed_plan = SPI_prepare(
 			"SELECT EXISTS (SELECT 1 FROM durable.journal_entry j "
 			"                WHERE j.invocation_id OPERATOR(pg_catalog.=) $1 "
 			"                  AND j.entry_type OPERATOR(pg_catalog.=) $3 "
 			"                  AND j.signal_id OPERATOR(pg_catalog.=) $2) "
-			"    OR EXISTS (SELECT 1 FROM durable.signal_queue q "
+			"    OR EXISTS (SELECT 1 FROM durable.notification_queue q "
 			"                WHERE q.invocation_id OPERATOR(pg_catalog.=) $1 "
 			"                  AND q.signal_index OPERATOR(pg_catalog.=) $2)", 3, t2);
 		insert_plan = SPI_prepare(
-			"INSERT INTO durable.signal_queue (invocation_id, signal_index, signal_name, raw) "
-			"VALUES ($1, $2, $3, $4) "
+			"INSERT INTO durable.notification_queue (invocation_id, entry_type, signal_index, "
+			"                                        signal_name, raw) "
+			"VALUES ($1, $5, $2, $3, $4) "
 			"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL "
-			"DO NOTHING", 4, t4);
+			"DO NOTHING", 5, t5);
 		if (completed_plan == NULL || insert_plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(completed_plan);
@@ -149,6 +151,7 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 	values[2] = signal_name ? CStringGetTextDatum(signal_name) : (Datum) 0;
 	nulls[2] = signal_name ? ' ' : 'n';
 	values[3] = PointerGetDatum(signal_notification_bytea(signal_index, signal_name, result));
+	values[4] = Int32GetDatum(MSG_SIGNAL_NOTIFICATION);
 	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "queuing a signal for invocation %s failed", invocation_id);
 	/* A concurrent transaction queued the same awakeable and committed. */
@@ -163,14 +166,14 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 }
 
 /* The value, or the failure, an SQL caller completes with. */
-static SignalResult
+static NotificationResult
 result_from_args(FunctionCallInfo fcinfo, int value_arg, int failure_arg)
 {
-	SignalResult result = {0};
+	NotificationResult result = {0};
 
 	if (!PG_ARGISNULL(failure_arg))
 	{
-		result.kind = SIGNAL_FAILURE;
+		result.kind = RESULT_FAILURE;
 		result.failure_code = REJECTION_FAILURE_CODE;
 		result.failure_message = text_to_cstring(PG_GETARG_TEXT_PP(failure_arg));
 	}
@@ -178,12 +181,12 @@ result_from_args(FunctionCallInfo fcinfo, int value_arg, int failure_arg)
 	{
 		bytea	   *v = PG_GETARG_BYTEA_PP(value_arg);
 
-		result.kind = SIGNAL_VALUE;
+		result.kind = RESULT_VALUE;
 		result.value = (const uint8 *) VARDATA_ANY(v);
 		result.value_len = VARSIZE_ANY_EXHDR(v);
 	}
 	else
-		result.kind = SIGNAL_VOID;
+		result.kind = RESULT_VOID;
 	return result;
 }
 
@@ -196,7 +199,7 @@ durable_complete_awakeable(PG_FUNCTION_ARGS)
 	char	   *id;
 	uint8		raw[INVOCATION_ID_RAW_LEN];
 	uint32		index;
-	SignalResult result;
+	NotificationResult result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -223,7 +226,7 @@ durable_send_signal(PG_FUNCTION_ARGS)
 	char	   *id;
 	char	   *name;
 	uint8		raw[INVOCATION_ID_RAW_LEN];
-	SignalResult result;
+	NotificationResult result;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -259,8 +262,8 @@ durable_end_invocation(PG_FUNCTION_ARGS)
 	char	   *id;
 	bool		kill = PG_GETARG_BOOL(1);
 	uint8		raw[INVOCATION_ID_RAW_LEN];
-	Datum		values[3];
-	char		nulls[3] = "   ";
+	Datum		values[4];
+	char		nulls[4] = "    ";
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -272,13 +275,14 @@ durable_end_invocation(PG_FUNCTION_ARGS)
 	SPI_connect();
 	if (queue_plan == NULL)
 	{
-		Oid			types[3] = {TEXTOID, TEXTOID, BYTEAOID};
+		Oid			types[4] = {TEXTOID, TEXTOID, BYTEAOID, INT4OID};
 		SPIPlanPtr	p = SPI_prepare(
-			"INSERT INTO durable.signal_queue (invocation_id, action, signal_index, raw) "
-			"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'signal' THEN "
-			SIGNAL_CANCEL_TEXT " END, $3) "
+			"INSERT INTO durable.notification_queue (invocation_id, action, entry_type, "
+			"                                        signal_index, raw) "
+			"VALUES ($1, $2, CASE WHEN $2 OPERATOR(pg_catalog.=) 'notify' THEN $4 END, "
+			"CASE WHEN $2 OPERATOR(pg_catalog.=) 'notify' THEN " SIGNAL_CANCEL_TEXT " END, $3) "
 			"ON CONFLICT (invocation_id, signal_index) WHERE signal_index IS NOT NULL "
-			"DO NOTHING", 3, types);
+			"DO NOTHING", 4, types);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -292,12 +296,13 @@ durable_end_invocation(PG_FUNCTION_ARGS)
 	}
 
 	values[0] = CStringGetTextDatum(id);
-	values[1] = CStringGetTextDatum(kill ? "kill" : "signal");
+	values[1] = CStringGetTextDatum(kill ? "kill" : "notify");
+	values[3] = Int32GetDatum(MSG_SIGNAL_NOTIFICATION);
 	if (kill)
 		nulls[2] = 'n';
 	else
 	{
-		SignalResult cancel = {SIGNAL_VOID};
+		NotificationResult cancel = {RESULT_VOID};
 
 		values[2] = PointerGetDatum(signal_notification_bytea(SIGNAL_CANCEL, NULL, &cancel));
 	}
@@ -307,4 +312,101 @@ durable_end_invocation(PG_FUNCTION_ARGS)
 
 	shared_state_wake_dispatchers_at_commit();
 	PG_RETURN_BOOL(true);
+}
+
+/*
+ * durable._complete_promise(workflow text, key text, name text, value bytea,
+ *							 failure text)
+ *
+ * Queues the completion of a workflow's promise; a dispatcher completes it
+ * and tells whoever waits for it once the caller commits (so the caller
+ * never locks the promise a dispatcher would then wait for).  A promise is
+ * completed once: one that is completed, or has a completion queued, is
+ * refused with 55000.
+ */
+Datum
+durable_complete_promise(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr check_plan = NULL;
+	static SPIPlanPtr queue_plan = NULL;
+	char	   *workflow;
+	char	   *key;
+	char	   *name;
+	NotificationResult result;
+	Datum		values[4];
+	bool		isnull;
+	char	   *service_ty;
+	size_t		len;
+	uint8	   *raw;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("workflow, key and promise name must not be NULL")));
+	workflow = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("promise name must not be empty")));
+	result = result_from_args(fcinfo, 3, 4);
+
+	SPI_connect();
+	if (check_plan == NULL)
+	{
+		Oid			t3[3] = {TEXTOID, TEXTOID, TEXTOID};
+		Oid			t4[4] = {TEXTOID, TEXTOID, TEXTOID, BYTEAOID};
+
+		check_plan = SPI_prepare(
+			"SELECT (SELECT s.ty FROM durable.service s "
+			"         WHERE s.name OPERATOR(pg_catalog.=) $1), "
+			"       EXISTS (SELECT 1 FROM durable.promise p "
+			"                WHERE p.service_name OPERATOR(pg_catalog.=) $1 "
+			"                  AND p.service_key OPERATOR(pg_catalog.=) $2 "
+			"                  AND p.name OPERATOR(pg_catalog.=) $3 AND p.completed)", 3, t3);
+		queue_plan = SPI_prepare(
+			"INSERT INTO durable.notification_queue (action, service_name, service_key, "
+			"                                        promise_name, raw) "
+			"VALUES ('promise', $1, $2, $3, $4) "
+			"ON CONFLICT (service_name, service_key, promise_name) "
+			"WHERE action OPERATOR(pg_catalog.=) 'promise' DO NOTHING", 4, t4);
+		if (check_plan == NULL || queue_plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(check_plan);
+		SPI_keepplan(queue_plan);
+	}
+	values[0] = CStringGetTextDatum(workflow);
+	values[1] = CStringGetTextDatum(key);
+	values[2] = CStringGetTextDatum(name);
+	if (SPI_execute_plan(check_plan, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "reading promise \"%s\" failed", name);
+	service_ty = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (service_ty == NULL || strcmp(service_ty, "workflow") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("workflow \"%s\" not found", workflow),
+				 service_ty ? errdetail("\"%s\" is a %s, and only workflows have promises.",
+										workflow, service_ty) : 0));
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("promise \"%s\" of %s/%s is already completed", name, workflow, key),
+				 errdetail("A promise is completed once; the first completion stands.")));
+
+	raw = protocol_completion_notification(0, &result, &len);
+	values[3] = PointerGetDatum(palloc(VARHDRSZ + len));
+	SET_VARSIZE(DatumGetPointer(values[3]), VARHDRSZ + len);
+	memcpy(VARDATA(DatumGetPointer(values[3])), raw, len);
+	if (SPI_execute_plan(queue_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "queuing the completion of promise \"%s\" failed", name);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("promise \"%s\" of %s/%s is already completed", name, workflow, key),
+				 errdetail("Another completion of it is waiting to be delivered; the first completion stands.")));
+	SPI_finish();
+
+	shared_state_wake_dispatchers_at_commit();
+	PG_RETURN_VOID();
 }

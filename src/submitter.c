@@ -45,7 +45,7 @@
 #define SUBMIT_OK		1
 #define SUBMIT_ERROR	2
 
-#define NARGS 5
+#define NARGS 6
 
 typedef struct SubmitRequest
 {
@@ -94,7 +94,7 @@ submitter_main(Datum main_arg)
 
 	PG_TRY();
 	{
-		Oid			types[NARGS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+		Oid			types[NARGS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 		Datum		values[NARGS];
 		char		nulls[NARGS];
 		bool		isnull;
@@ -121,7 +121,8 @@ submitter_main(Datum main_arg)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "durable: submitting invocation for durable.call");
 
-		if (SPI_execute_with_args("SELECT durable.send($1, $2, $3::pg_catalog.jsonb, $4, $5)",
+		if (SPI_execute_with_args("SELECT durable.send($1, $2, $3::pg_catalog.jsonb, $4, $5, "
+								  "headers => $6::pg_catalog.jsonb)",
 								  NARGS, types, values, nulls, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "durable.send failed");
 		id = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
@@ -157,9 +158,10 @@ submitter_main(Datum main_arg)
 char *
 submit_invocation(const char *service, const char *handler,
 				  const char *input_json, const char *key,
-				  const char *idempotency_key)
+				  const char *idempotency_key, const char *headers_json)
 {
-	const char *args[NARGS] = {service, handler, input_json, key, idempotency_key};
+	const char *args[NARGS] = {service, handler, input_json, key, idempotency_key,
+	headers_json};
 	Size		size = offsetof(SubmitRequest, data);
 	Size		pos = 0;
 	dsm_segment *seg;

@@ -21,6 +21,7 @@
  */
 extern char *submit_invocation(const char *service, const char *handler,
 							   const char *input_json, const char *key,
-							   const char *idempotency_key);
+							   const char *idempotency_key,
+							   const char *headers_json);
 
 #endif							/* DURABLE_SUBMITTER_H */

@@ -73,9 +73,9 @@ CREATE ROLE app_group NOLOGIN;  -- the documented grants, used through SET ROLE
 CREATE ROLE member LOGIN IN ROLE app_group NOINHERIT;
 GRANT USAGE ON SCHEMA durable TO attacker, invoker, nosend, noawait, app_group;
 GRANT EXECUTE ON FUNCTION
-    durable.send(text, text, jsonb, text, text, interval),
-    durable.send(text, text, bytea, text, text, interval),
-    durable.call(text, text, jsonb, text, text, interval),
+    durable.send(text, text, jsonb, text, text, interval, jsonb),
+    durable.send(text, text, bytea, text, text, interval, jsonb),
+    durable.call(text, text, jsonb, text, text, interval, jsonb),
     durable.await(text, interval),
     durable.output(text)
   TO attacker, invoker, app_group;
@@ -91,11 +91,11 @@ GRANT SELECT ON durable.invocations, durable.journal, durable.state,
   TO attacker, invoker, app_group;
 GRANT EXECUTE ON FUNCTION durable.register_deployment(text, jsonb, text, boolean)
   TO attacker;
-GRANT EXECUTE ON FUNCTION durable.call(text, text, jsonb, text, text, interval),
+GRANT EXECUTE ON FUNCTION durable.call(text, text, jsonb, text, text, interval, jsonb),
     durable.await(text, interval)
   TO nosend;
-GRANT EXECUTE ON FUNCTION durable.call(text, text, jsonb, text, text, interval),
-    durable.send(text, text, jsonb, text, text, interval)
+GRANT EXECUTE ON FUNCTION durable.call(text, text, jsonb, text, text, interval, jsonb),
+    durable.send(text, text, jsonb, text, text, interval, jsonb)
   TO noawait;
 CREATE SCHEMA evil AUTHORIZATION attacker;
 });
@@ -186,7 +186,7 @@ is( owner_sql(
 	'0',
 	'every SECURITY DEFINER function pins search_path = pg_catalog, pg_temp');
 is( owner_sql(
-		q{SELECT prosecdef FROM pg_proc WHERE oid = 'durable.call(text, text, jsonb, text, text, interval)'::regprocedure}),
+		q{SELECT prosecdef FROM pg_proc WHERE oid = 'durable.call(text, text, jsonb, text, text, interval, jsonb)'::regprocedure}),
 	'f',
 	'durable.call is SECURITY INVOKER');
 

@@ -88,7 +88,7 @@ query("BEGIN; SELECT durable.cancel('$kept'); ROLLBACK;");
 query("SELECT durable.cancel('$probe')");
 ok(wait_for_completion($node, $probe, 10), 'rollback: a later committed cancel is done');
 is(row($kept, 'status'), 'scheduled', 'rollback: the rolled-back cancel changed nothing');
-is(query("SELECT count(*) FROM durable.signal_queue WHERE invocation_id = '$kept'"),
+is(query("SELECT count(*) FROM durable.notification_queue WHERE invocation_id = '$kept'"),
 	'0', 'rollback: nothing is queued for it');
 query("SELECT durable.kill('$kept')");
 

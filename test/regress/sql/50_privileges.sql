@@ -13,8 +13,8 @@ RESET ROLE;
 -- what an application role typically gets
 GRANT USAGE ON SCHEMA durable TO durable_app;
 GRANT EXECUTE ON FUNCTION
-    durable.send(text, text, jsonb, text, text, interval),
-    durable.call(text, text, jsonb, text, text, interval),
+    durable.send(text, text, jsonb, text, text, interval, jsonb),
+    durable.call(text, text, jsonb, text, text, interval, jsonb),
     durable.await(text, interval),
     durable.output(text)
   TO durable_app;
@@ -36,7 +36,7 @@ RESET ROLE;
 CREATE ROLE durable_caller LOGIN;
 GRANT USAGE ON SCHEMA durable TO durable_caller;
 GRANT EXECUTE ON FUNCTION
-    durable.call(text, text, jsonb, text, text, interval),
+    durable.call(text, text, jsonb, text, text, interval, jsonb),
     durable.await(text, interval)
   TO durable_caller;
 SELECT count(*) AS invocations_before FROM durable.invocation \gset
