@@ -12,11 +12,12 @@
 # - 4 Tree/signup calls, each calling the workflow Signup/<key>/run, which
 #   waits on its durable promise.
 #
-# While the trees are half done and everything else waits: kill -9 of a
-# dispatcher; then half of the awakeables and promises are completed from
-# SQL and PostgreSQL is stopped (immediate) and started right after the
-# commit; then the rest are completed and a dispatcher is killed again
-# right after that commit.  Afterwards: every caller completed with the
+# While the trees are a third done and everything else waits: kill -9 of a
+# dispatcher; when they are two thirds done, half of the awakeables and
+# promises are completed from SQL and PostgreSQL is stopped (immediate) and
+# started right after the commit; then the rest are completed and a
+# dispatcher is killed again right after that commit, with the longest
+# workers running.  Afterwards: every caller completed with the
 # right result, got exactly one result per call it made, and made exactly
 # the children it should (none lost, none created twice: per parent in
 # durable.invocations, per key in the side-effect log); no step journaled
@@ -123,7 +124,7 @@ sub snapshot
 # The awakeable ids, from the Gate invocations' journals.
 my %awakeable = map { split /\|/ } split /\n/, query(
 	$node, q{
-	SELECT i.target_service_key || '|' || c.entry->>'value'
+	SELECT i.target_service_key || '|' || (c.entry->>'value')
 	  FROM durable.invocations i
 	  JOIN durable.journal r ON r.id = i.id AND r.entry_type = 'Run' AND r.name = 'awakeable-id'
 	  JOIN durable.journal c ON c.id = r.id AND c.completion_id = r.completion_id
@@ -166,6 +167,12 @@ sub complete_waits
 snapshot('crash 1');
 kill_a_dispatcher('crash 1 (trees running, gates and signups waiting)');
 
+# The trees go on meanwhile: the restart comes when the two shorter leaves
+# of every branch are done and the longest are running.
+wait_until(
+	q{(SELECT count(*) FROM durable.journal j JOIN durable.invocations i USING (id)
+	    WHERE i.target_service_name = 'Worker' AND j.entry_type = 'RunCompletion') >= 16},
+	'after crash 1, the trees went on (16 of 24 workers done)');
 complete_waits([ @gates[ 0 .. 2 ] ], [ @signups[ 0 .. 1 ] ],
 	'half of the awakeables and promises completed');
 snapshot('immediate restart');
