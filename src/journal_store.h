@@ -156,6 +156,7 @@ typedef struct Waiter
 	char	   *invocation_id;	/* the waiter, or (store_take_waits_of) the awaited */
 	uint32		completion_id;
 	uint16		entry_type;
+	bool		started_by_waiter;	/* store_take_waits_of: its own call child */
 } Waiter;
 extern void store_add_invocation_waiter(const char *invocation_id, const char *waiter_id,
 										uint32 completion_id, uint16 entry_type);
@@ -202,6 +203,9 @@ typedef struct DueTimer
 extern List *store_due_timers(int limit);
 extern void store_delete_timer(const DueTimer *t);
 extern void store_postpone_timer(const DueTimer *t, int ms);
+
+/* Forgets idempotency keys whose retention has passed; returns how many. */
+extern int	store_expire_idempotency_keys(int limit);
 
 /* Next time something becomes runnable without a wake-up; 0 if none. */
 extern TimestampTz store_next_wakeup(void);
