@@ -317,6 +317,10 @@ export const Gate = restate.object({
 //   gate(key) calls Gate/<key>/wait() and returns {key, value}.
 //   signup({key, email}) calls the workflow Signup/<key>/run({email}) and
 //     returns {key, result}.
+//   attach(id) attaches to invocation id and returns {attached: <its
+//     result>}.
+//   headers(h) calls Probe/headers with the headers h (an object) and
+//     returns the headers the callee saw.
 export const Tree = restate.service({
   name: "Tree",
   handlers: {
@@ -344,6 +348,18 @@ export const Tree = restate.service({
       key: req.key,
       result: await ctx.workflowClient(Signup, req.key).run({ email: req.email }),
     }),
+    attach: async (ctx: restate.Context, id: string) => ({
+      attached: await ctx.invocation(restate.InvocationIdParser.fromString(id)).attach(),
+    }),
+    headers: async (ctx: restate.Context, headers: Record<string, string>) =>
+      await ctx.genericCall({
+        service: "Probe",
+        method: "headers",
+        parameter: null,
+        headers,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
   },
 });
 

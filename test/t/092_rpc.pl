@@ -17,7 +17,11 @@
 # - 1,000 Tally/add sent to 10 keys from one SQL transaction: each key's
 #   total is exactly 100 and its invocations ran in send order;
 # - the call tree columns: parent_invocation_id and root_invocation_id in
-#   durable.invocations, invoked_id and invoked_target in durable.journal.
+#   durable.invocations, invoked_id and invoked_target in durable.journal;
+# - attach: a handler waits for another invocation's result (and gets a
+#   completed one's at once); headers of a Call and of durable.call reach
+#   the callee; killing a caller kills the child it waits on and frees the
+#   child's key.
 #
 # The services are those of test/services/apps.ts, served under /apps.
 
@@ -325,6 +329,92 @@ my $fan;
 			   AND c.root_invocation_id = p.id}),
 		'6',
 		"$t: the six compensations (t2: 3, t3: 1, t5: 2) are children of their sagas");
+}
+
+# ---------------------------------------------------------------- attach
+
+# Waits until invocation $id is suspended with an entry of type $type.
+sub wait_suspended
+{
+	my ($id, $type, $label) = @_;
+	settled(
+		$node, [$id], $wait, qq{
+		status = 'completed'
+		OR (status = 'suspended' AND EXISTS (SELECT 1 FROM durable.journal j
+		                                     WHERE j.id = durable.invocations.id
+		                                       AND j.entry_type = '$type'))});
+	my $st = status_of($node, $id);
+	is($st, 'suspended', "$label: suspended") or diag_invocations($node, $id);
+	return $st eq 'suspended';
+}
+
+{
+	my $t = 'attach';
+
+	# Tree/attach waits for a Gate/wait it did not start, and gets its result.
+	my $gate = send_inv('Gate', 'wait', undef, 'att');
+	wait_suspended($gate, 'RunCompletion', "$t: the gate waits");
+	my $attach = send_inv('Tree', 'attach', qq{"$gate"});
+	wait_suspended($attach, 'AttachInvocation', "$t: the attacher waits");
+	my $awk = run_result($node, $gate, 'awakeable-id');
+	sql_ok($node, qq{SELECT durable.resolve_awakeable('$awk', '"open"'::jsonb)},
+		"$t: the gate's awakeable resolved");
+	done([ $gate, $attach ], "$t: gate and attacher");
+	is(result_of($node, $attach), 'success|{"attached": "open"}|',
+		"$t: the attacher got the gate's result");
+
+	# Attaching to a completed invocation returns its output at once.
+	my $late = send_inv('Tree', 'attach', qq{"$gate"});
+	done($late, "$t: attach after completion");
+	is(result_of($node, $late), 'success|{"attached": "open"}|',
+		"$t: attach after completion: the output");
+	is(query($node, "SELECT count(*) FROM durable.invocations WHERE target = 'Gate/att/wait'"),
+		'1', "$t: attaching started nothing");
+}
+
+# ---------------------------------------------------------------- headers
+
+{
+	my $t = 'headers';
+	my $out = sql_ok($node,
+		q{SELECT durable.call('Tree', 'headers', '{"x-app": "apps", "x-trace": "t-1"}'::jsonb, timeout => '30 s')},
+		"$t: Tree/headers");
+	my $h = eval { $json->decode($out // '') } // {};
+	is(join(' ', map { "$_=" . ($h->{$_} // '<none>') } qw(x-app x-trace)),
+		'x-app=apps x-trace=t-1', "$t: the callee saw the headers of the Call");
+
+	$out = sql_ok($node,
+		q{SELECT durable.call('Probe', 'headers', headers => '{"x-from-sql": "yes"}'::jsonb, timeout => '30 s')},
+		"$t: durable.call with headers");
+	$h = eval { $json->decode($out // '') } // {};
+	is($h->{'x-from-sql'} // '<none>', 'yes', "$t: the handler saw the headers of durable.call");
+}
+
+# ---------------------------------------------------------------- kill
+
+{
+	my $t = 'kill cascade';
+
+	# A caller waits on a child that waits on an awakeable; killing the
+	# caller kills the child, and frees the child's key.
+	my $parent = send_inv('Tree', 'gate', '"kc"');
+	my $child;
+	ok( wait_for(
+			$node, q{
+			SELECT count(*) FROM durable.invocations i
+			 WHERE i.target = 'Gate/kc/wait' AND i.status = 'suspended'
+			   AND EXISTS (SELECT 1 FROM durable.journal j WHERE j.id = i.id AND j.entry_type = 'RunCompletion')},
+			'1', $wait),
+		"$t: the child waits");
+	$child = query($node, q{SELECT id FROM durable.invocations WHERE target = 'Gate/kc/wait'});
+	is(query($node, "SELECT durable.kill('$parent')"), 't', "$t: durable.kill of the caller");
+	done([ $parent, $child ], "$t: caller and child");
+	is( query($node,
+			"SELECT string_agg(target || ' ' || completion_result || ' ' || completion_failure_code, ', ' ORDER BY target) FROM durable.invocations WHERE id IN ('$parent', '$child')"),
+		'Gate/kc/wait failure 409, Tree/gate failure 409',
+		"$t: both ended killed (409)");
+	is( query($node, q{SELECT durable.call('Gate', 'ping', NULL, key => 'kc', timeout => '30 s')}),
+		'null', "$t: the child's key is free (an exclusive call completes)");
 }
 
 stop_service($svc);
