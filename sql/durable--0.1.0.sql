@@ -160,6 +160,8 @@ CREATE TABLE durable.invocation (
     completion_result   text CHECK (completion_result IN ('success', 'failure')),
     completion_failure  text,
     completion_failure_code integer,
+    -- the failure's metadata (TerminalError metadata), as a JSON object
+    completion_failure_metadata jsonb,
     output              bytea
 );
 SELECT pg_catalog.pg_extension_config_dump('durable.invocation', '');
@@ -361,6 +363,7 @@ SELECT i.id,
        i.completion_result,
        i.completion_failure,
        i.completion_failure_code,
+       i.completion_failure_metadata,
        durable.bytes_to_jsonb(i.output) AS output,
        i.output AS output_raw
   FROM durable.invocation i

@@ -502,6 +502,7 @@ notification_result(const Wire__Failure *failure, const Wire__Value *value)
 		result.kind = RESULT_FAILURE;
 		result.failure_code = failure->code;
 		result.failure_message = failure->message;
+		result.failure_metadata = protocol_failure_metadata(failure);
 	}
 	else if (value != NULL)
 	{
@@ -817,6 +818,7 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 				{
 					fx->output_failed = true;
 					fx->output_failure_code = (int) Min(m->failure->code, (uint32) PG_INT32_MAX);
+					fx->output_failure_metadata = protocol_failure_metadata(m->failure);
 					fx->output_failure_message =
 						m->failure->message ? attempt_text(m->failure->message,
 														   strlen(m->failure->message)) : "";

@@ -235,6 +235,7 @@ typedef struct AttemptEffects
 	size_t		output_len;
 	int			output_failure_code;
 	char	   *output_failure_message;
+	FailureMetadata output_failure_metadata;
 
 	/* ATTEMPT_END_SUSPENDED */
 	WaitSet		waits;

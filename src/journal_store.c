@@ -38,7 +38,7 @@ typedef struct StoredQuery
 {
 	const char *sql;
 	int			nargs;
-	Oid			argtypes[17];
+	Oid			argtypes[20];
 	SPIPlanPtr	plan;
 } StoredQuery;
 
@@ -70,12 +70,14 @@ static StoredQuery q_update = {
 	"completion_result = CASE WHEN $13 THEN CASE WHEN $14 THEN 'failure' "
 	"                                            ELSE 'success' END END, "
 	"output = $15, completion_failure_code = $16, completion_failure = $17, "
+	"completion_failure_metadata = CASE WHEN cardinality($18) > 0 "
+	"                                   THEN jsonb_object($18, $19) END, "
 	"completed_at = CASE WHEN $13 THEN now() END, "
 	"modified_at = now() "
 	"WHERE id = $1",
-	17, {TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, BOOLOID,
+	19, {TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, TIMESTAMPTZOID, BOOLOID,
 		INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, TEXTOID, INT4OID, BOOLOID,
-	BOOLOID, BYTEAOID, INT4OID, TEXTOID}
+	BOOLOID, BYTEAOID, INT4OID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID}
 };
 static StoredQuery q_note_appended = {
 	"UPDATE durable.invocation SET journal_size = journal_size + $2, "
@@ -260,7 +262,9 @@ static StoredQuery q_create_invocation = {
 };
 static StoredQuery q_invocation_result = {
 	"SELECT status = '" STATUS_COMPLETED "', completion_result = 'failure', output, "
-	"completion_failure_code, completion_failure "
+	"completion_failure_code, completion_failure, "
+	"ARRAY(SELECT m.key FROM jsonb_each_text(completion_failure_metadata) m ORDER BY m.key), "
+	"ARRAY(SELECT m.value FROM jsonb_each_text(completion_failure_metadata) m ORDER BY m.key) "
 	"FROM durable.invocation WHERE id = $1 FOR SHARE",
 	1, {TEXTOID}
 };
@@ -484,6 +488,24 @@ get_array(HeapTuple tuple, TupleDesc desc, int col)
 	return isnull ? NULL : DatumGetArrayTypePCopy(d);
 }
 
+/* The items of a text[] without NULLs, as C strings; returns how many. */
+static int
+text_array_items(ArrayType *array, char ***items)
+{
+	Datum	   *datums;
+	bool	   *nulls;
+	int			n;
+
+	*items = NULL;
+	if (array == NULL)
+		return 0;
+	deconstruct_array(array, TEXTOID, -1, false, TYPALIGN_INT, &datums, &nulls, &n);
+	*items = palloc(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		(*items)[i] = nulls[i] ? "" : TextDatumGetCString(datums[i]);
+	return n;
+}
+
 Oid
 store_extension_oid(void)
 {
@@ -526,8 +548,8 @@ store_lock_invocation(const char *invocation_id)
 void
 store_update_invocation(const char *invocation_id, const InvocationUpdate *u)
 {
-	Datum		values[17];
-	char		nulls[17];
+	Datum		values[19];
+	char		nulls[19];
 	const WaitSet *w = &u->waits;
 	bool		waits = w->n_completions + w->n_signals + w->n_named_signals > 0;
 
@@ -560,6 +582,10 @@ store_update_invocation(const char *invocation_id, const InvocationUpdate *u)
 	nulls[15] = u->completion_failed ? ' ' : 'n';
 	values[16] = text_datum_or_null(u->completion_failed ? u->completion_failure : NULL,
 									&nulls[16]);
+	values[17] = text_array_datum(u->completion_failure_metadata.n,
+								  u->completion_failure_metadata.keys);
+	values[18] = text_array_datum(u->completion_failure_metadata.n,
+								  u->completion_failure_metadata.values);
 	run(&q_update, values, nulls, 0);
 	if (SPI_processed != 1)
 		elog(ERROR, "invocation \"%s\" vanished while it was being updated", invocation_id);
@@ -1000,6 +1026,8 @@ store_invocation_result(const char *invocation_id)
 	d = SPI_getbinval(tuple, desc, 4, &isnull);
 	r.failure_code = isnull ? FAILURE_INTERNAL : DatumGetInt32(d);
 	r.failure_message = get_text(tuple, desc, 5);
+	r.failure_metadata.n = text_array_items(get_array(tuple, desc, 6), &r.failure_metadata.keys);
+	(void) text_array_items(get_array(tuple, desc, 7), &r.failure_metadata.values);
 	return r;
 }
 

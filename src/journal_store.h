@@ -74,6 +74,7 @@ typedef struct InvocationUpdate
 	size_t		output_len;
 	int			completion_failure_code;
 	const char *completion_failure;
+	FailureMetadata completion_failure_metadata;
 } InvocationUpdate;
 
 extern void store_update_invocation(const char *invocation_id,
@@ -140,6 +141,7 @@ typedef struct InvocationResult
 	bytea	   *output;			/* NULL: none */
 	int			failure_code;
 	char	   *failure_message;
+	FailureMetadata failure_metadata;
 } InvocationResult;
 extern InvocationResult store_invocation_result(const char *invocation_id);
 

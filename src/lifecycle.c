@@ -268,6 +268,7 @@ result_of(const InvocationUpdate *u)
 		r.kind = RESULT_FAILURE;
 		r.failure_code = (uint32) u->completion_failure_code;
 		r.failure_message = u->completion_failure ? u->completion_failure : "";
+		r.failure_metadata = u->completion_failure_metadata;
 	}
 	else
 	{
@@ -386,7 +387,10 @@ wait_for_invocation(const char *waiter, const char *target, uint16 type,
 	else if (r.completed)
 	{
 		if (r.failed)
+		{
 			result = failure_result(r.failure_code, r.failure_message ? r.failure_message : "");
+			result.failure_metadata = r.failure_metadata;
+		}
 		else
 		{
 			result.kind = RESULT_VALUE;
@@ -543,8 +547,11 @@ answer_lookup(Attempt *a, CommandLookup *l, AttemptEffects *fx)
 						r = failure_result(FAILURE_NOT_FOUND,
 										   psprintf("invocation %s not found", target));
 					else if (ir.completed && ir.failed)
+					{
 						r = failure_result(ir.failure_code,
 										   ir.failure_message ? ir.failure_message : "");
+						r.failure_metadata = ir.failure_metadata;
+					}
 					else if (ir.completed)
 					{
 						r.kind = RESULT_VALUE;
@@ -592,6 +599,7 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 			u.output_len = fx->output_len;
 			u.completion_failure_code = fx->output_failure_code;
 			u.completion_failure = fx->output_failure_message;
+			u.completion_failure_metadata = fx->output_failure_metadata;
 			break;
 		case ATTEMPT_END_SUSPENDED:
 			if (store_has_notification(a->invocation_id, &fx->waits))

@@ -25,6 +25,7 @@
 
 #include "protocol.h"
 #include "protocol.pb-c.h"
+#include "utf8.h"
 
 static void *protocol_alloc(void *allocator_data, size_t size);
 static void protocol_free(void *allocator_data, void *pointer);
@@ -141,6 +142,27 @@ protocol_message_name(uint16 type)
 	return "Unknown";
 }
 
+FailureMetadata
+protocol_failure_metadata(const Wire__Failure *failure)
+{
+	FailureMetadata m = {0};
+
+	if (failure == NULL || failure->n_metadata == 0)
+		return m;
+	m.keys = palloc(sizeof(char *) * failure->n_metadata);
+	m.values = palloc(sizeof(char *) * failure->n_metadata);
+	for (size_t i = 0; i < failure->n_metadata; i++)
+	{
+		const char *k = failure->metadata[i]->key ? failure->metadata[i]->key : "";
+		const char *v = failure->metadata[i]->value ? failure->metadata[i]->value : "";
+
+		m.keys[m.n] = utf8_make_valid(k, strlen(k));
+		m.values[m.n] = utf8_make_valid(v, strlen(v));
+		m.n++;
+	}
+	return m;
+}
+
 /* Sets a notification's result and encodes it (palloc'd). */
 static uint8 *
 pack_notification(Wire__NotificationMessage *n, const NotificationResult *result,
@@ -166,6 +188,20 @@ pack_notification(Wire__NotificationMessage *n, const NotificationResult *result
 		case RESULT_FAILURE:
 			failure.code = result->failure_code;
 			failure.message = (char *) (result->failure_message ? result->failure_message : "");
+			failure.n_metadata = result->failure_metadata.n;
+			if (failure.n_metadata > 0)
+			{
+				failure.metadata = palloc(sizeof(Wire__FailureMetadata *) * failure.n_metadata);
+				for (int i = 0; i < result->failure_metadata.n; i++)
+				{
+					Wire__FailureMetadata *m = palloc(sizeof(Wire__FailureMetadata));
+
+					wire__failure_metadata__init(m);
+					m->key = result->failure_metadata.keys[i];
+					m->value = result->failure_metadata.values[i];
+					failure.metadata[i] = m;
+				}
+			}
 			n->result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_FAILURE;
 			n->failure = &failure;
 			break;

@@ -33,6 +33,14 @@
 /* Returns a stable name for a message type, e.g. "Run" or "Output". */
 extern const char *protocol_message_name(uint16 type);
 
+/* The metadata (key/value pairs) of a failure, as TerminalError carries it. */
+typedef struct FailureMetadata
+{
+	int			n;
+	char	  **keys;
+	char	  **values;
+} FailureMetadata;
+
 /* What a notification (a signal, an awakeable's or a call's completion) carries. */
 typedef enum NotificationResultKind
 {
@@ -49,6 +57,7 @@ typedef struct NotificationResult
 	size_t		value_len;
 	uint32		failure_code;	/* RESULT_FAILURE */
 	const char *failure_message;
+	FailureMetadata failure_metadata;
 	const char *invocation_id;	/* RESULT_INVOCATION_ID */
 } NotificationResult;
 
@@ -58,6 +67,10 @@ typedef struct NotificationResult
  */
 extern uint8 *protocol_signal_notification(uint32 index, const char *name,
 										   const NotificationResult *result, size_t *len);
+
+/* A decoded Failure's metadata, as valid UTF-8 text (palloc'd). */
+struct Wire__Failure;
+extern FailureMetadata protocol_failure_metadata(const struct Wire__Failure *failure);
 
 /* Encodes a notification for completion_id carrying result; palloc'd. */
 extern uint8 *protocol_completion_notification(uint32 completion_id,
