@@ -588,9 +588,9 @@ sub scenario_service_to_service
 	is_deeply(eval { $json->decode($out // '') }, { oldValue => 0, newValue => 1 },
 		'callWithIdempotencyKey: the output, found by idempotency key');
 	is( query(
-			"SELECT count(*) || ' ' || min(invoked_by) || ' ' || (min(parent_invocation_id) IS NOT NULL) FROM durable.invocations WHERE target = 'Counter/$counter/add'"
+			"SELECT count(*) || ' ' || min(invoked_by) || ' ' || (min(parent_invocation_id) IS NOT NULL)::text FROM durable.invocations WHERE target = 'Counter/$counter/add'"
 		),
-		'1 service t',
+		'1 service true',
 		'callWithIdempotencyKey: one Counter/add, invoked by a service, with its parent');
 
 	# oneWayCallWithDelay: ten one-way calls delayed 5 s
