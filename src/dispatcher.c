@@ -150,6 +150,8 @@ run_cycle(List *finished, List **completed_ids)
 								my_slot, n)));
 			released_once = true;
 			last_release = GetCurrentTimestamp();
+			if (my_slot == 0)
+				(void) store_expire_idempotency_keys(1000);
 		}
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));

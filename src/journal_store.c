@@ -316,7 +316,28 @@ static StoredQuery q_take_promise_waiters = {
 	3, {TEXTOID, TEXTOID, TEXTOID}
 };
 
+/*
+ * Idempotency keys outlive their invocation's completion by the handler's
+ * idempotencyRetention (workflows: workflowCompletionRetention), 24 hours
+ * if the manifest says nothing; then the key is forgotten and a new send
+ * with it starts a new invocation.  A bounded batch per call.
+ */
+static StoredQuery q_expire_idempotency_keys = {
+	"UPDATE durable.invocation SET idempotency_key = NULL "
+	"WHERE id IN (SELECT i.id FROM durable.invocation i "
+	"             LEFT JOIN durable.handler h "
+	"                    ON h.service_name = i.service_name AND h.name = i.handler_name "
+	"             WHERE i.idempotency_key IS NOT NULL "
+	"               AND i.status = '" STATUS_COMPLETED "' "
+	"               AND i.completed_at < now() - interval '1 millisecond' * "
+	"                   coalesce(durable._option_ms(h.options, 'idempotencyRetention'), "
+	"                            86400000) "
+	"             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+	1, {INT4OID}
+};
+
 static StoredQuery *all_queries[] = {
+	&q_expire_idempotency_keys,
 	&q_create_invocation, &q_invocation_result, &q_find_by_idempotency_key,
 	&q_find_workflow, &q_add_invocation_waiter, &q_take_invocation_waiters,
 	&q_take_waits_of, &q_lock_promise, &q_read_promise, &q_complete_promise,
@@ -1185,4 +1206,13 @@ store_next_wakeup(void)
 	run(&q_next_wakeup, NULL, NULL, 1);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+int
+store_expire_idempotency_keys(int limit)
+{
+	Datum		values[1] = {Int32GetDatum(limit)};
+
+	run(&q_expire_idempotency_keys, values, NULL, 0);
+	return (int) SPI_processed;
 }

@@ -203,6 +203,9 @@ extern List *store_due_timers(int limit);
 extern void store_delete_timer(const DueTimer *t);
 extern void store_postpone_timer(const DueTimer *t, int ms);
 
+/* Forgets idempotency keys whose retention has passed; returns how many. */
+extern int	store_expire_idempotency_keys(int limit);
+
 /* Next time something becomes runnable without a wake-up; 0 if none. */
 extern TimestampTz store_next_wakeup(void);
 

@@ -108,10 +108,7 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 			"SELECT EXISTS (SELECT 1 FROM durable.journal_entry j "
 			"                WHERE j.invocation_id OPERATOR(pg_catalog.=) $1 "
 			"                  AND j.entry_type OPERATOR(pg_catalog.=) $3 "
-			"                  AND j.signal_id OPERATOR(pg_catalog.=) $2) "
-			"    OR EXISTS (SELECT 1 FROM durable.notification_queue q "
-			"                WHERE q.invocation_id OPERATOR(pg_catalog.=) $1 "
-			"                  AND q.signal_index OPERATOR(pg_catalog.=) $2)", 3, t2);
+			"                  AND j.signal_id OPERATOR(pg_catalog.=) $2)", 3, t2);
 		insert_plan = SPI_prepare(
 			"INSERT INTO durable.notification_queue (invocation_id, entry_type, signal_index, "
 			"                                        signal_name, raw) "
@@ -131,10 +128,28 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 				 errmsg("invocation \"%s\" is completed", invocation_id),
 				 errdetail("Nothing waits for the %s any more.", what)));
 
+	/*
+	 * Queue first, then look in the journal: a completion queued earlier
+	 * that a dispatcher is delivering right now makes the insert wait until
+	 * it commits, and the look that follows then sees it journaled.
+	 */
 	values[0] = CStringGetTextDatum(invocation_id);
+	values[1] = Int32GetDatum((int32) signal_index);
+	nulls[1] = signal_index != 0 ? ' ' : 'n';
+	values[2] = signal_name ? CStringGetTextDatum(signal_name) : (Datum) 0;
+	nulls[2] = signal_name ? ' ' : 'n';
+	values[3] = PointerGetDatum(signal_notification_bytea(signal_index, signal_name, result));
+	values[4] = Int32GetDatum(MSG_SIGNAL_NOTIFICATION);
+	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "queuing a signal for invocation %s failed", invocation_id);
+	/* The same awakeable is queued already. */
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the %s was already completed", what),
+				 errdetail("An awakeable is completed once; the first completion stands.")));
 	if (signal_index != 0)
 	{
-		values[1] = Int32GetDatum((int32) signal_index);
 		values[2] = Int32GetDatum(MSG_SIGNAL_NOTIFICATION);
 		if (SPI_execute_plan(completed_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "reading the journal of invocation %s failed", invocation_id);
@@ -145,21 +160,6 @@ queue_signal(const char *invocation_id, uint32 signal_index, const char *signal_
 					 errmsg("the %s was already completed", what),
 					 errdetail("An awakeable is completed once; the first completion stands.")));
 	}
-
-	values[1] = Int32GetDatum((int32) signal_index);
-	nulls[1] = signal_index != 0 ? ' ' : 'n';
-	values[2] = signal_name ? CStringGetTextDatum(signal_name) : (Datum) 0;
-	nulls[2] = signal_name ? ' ' : 'n';
-	values[3] = PointerGetDatum(signal_notification_bytea(signal_index, signal_name, result));
-	values[4] = Int32GetDatum(MSG_SIGNAL_NOTIFICATION);
-	if (SPI_execute_plan(insert_plan, values, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "queuing a signal for invocation %s failed", invocation_id);
-	/* A concurrent transaction queued the same awakeable and committed. */
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the %s was already completed", what),
-				 errdetail("An awakeable is completed once; the first completion stands.")));
 	SPI_finish();
 
 	shared_state_wake_dispatchers_at_commit();
@@ -379,6 +379,23 @@ durable_complete_promise(PG_FUNCTION_ARGS)
 	values[0] = CStringGetTextDatum(workflow);
 	values[1] = CStringGetTextDatum(key);
 	values[2] = CStringGetTextDatum(name);
+	raw = protocol_completion_notification(0, &result, &len);
+	values[3] = PointerGetDatum(palloc(VARHDRSZ + len));
+	SET_VARSIZE(DatumGetPointer(values[3]), VARHDRSZ + len);
+	memcpy(VARDATA(DatumGetPointer(values[3])), raw, len);
+
+	/*
+	 * Queue first, then look: a completion queued earlier that a dispatcher
+	 * is delivering right now makes the insert wait until it commits, and
+	 * the look that follows then sees the promise completed.
+	 */
+	if (SPI_execute_plan(queue_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "queuing the completion of promise \"%s\" failed", name);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("promise \"%s\" of %s/%s is already completed", name, workflow, key),
+				 errdetail("Another completion of it is waiting to be delivered; the first completion stands.")));
 	if (SPI_execute_plan(check_plan, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "reading promise \"%s\" failed", name);
 	service_ty = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
@@ -393,18 +410,6 @@ durable_complete_promise(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("promise \"%s\" of %s/%s is already completed", name, workflow, key),
 				 errdetail("A promise is completed once; the first completion stands.")));
-
-	raw = protocol_completion_notification(0, &result, &len);
-	values[3] = PointerGetDatum(palloc(VARHDRSZ + len));
-	SET_VARSIZE(DatumGetPointer(values[3]), VARHDRSZ + len);
-	memcpy(VARDATA(DatumGetPointer(values[3])), raw, len);
-	if (SPI_execute_plan(queue_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "queuing the completion of promise \"%s\" failed", name);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promise \"%s\" of %s/%s is already completed", name, workflow, key),
-				 errdetail("Another completion of it is waiting to be delivered; the first completion stands.")));
 	SPI_finish();
 
 	shared_state_wake_dispatchers_at_commit();
