@@ -977,7 +977,9 @@ sub scenario_non_determinism
 }
 
 # KillRuntime and StopRuntime: Counter state survives PostgreSQL being
-# killed (kill -9 of the postmaster) or stopped, and restarted.
+# killed (kill -9 of the postmaster) or stopped ('fast', as Restate's
+# SIGTERM; 'immediate'), and restarted.  Beyond the Kotlin test, an
+# invocation suspended in a sleep across the restart completes after it.
 sub restart_runtime
 {
 	my ($how) = @_;
@@ -1008,6 +1010,11 @@ sub scenario_restart
 		  . uuid() . "', timeout => '$wait s')");
 	is_deeply(eval { $json->decode($r1) }, { oldValue => 0, newValue => 1 },
 		'first add returns 0 -> 1');
+	# and one invocation in the middle of a sleep across the restart
+	my $sleeper = send_inv(interpret(uuid(),
+			{ type => 'awaitOne', command => { type => 'sleep', timeoutMillis => 1500 } }));
+	ok(eventually(sub { query("SELECT status FROM durable.invocations WHERE id = '$sleeper'") eq 'suspended' }),
+		'a sleeping invocation is suspended before the restart');
 	restart_runtime($how);
 	my $ikey = uuid();
 	my ($out, $err);
@@ -1023,6 +1030,9 @@ sub scenario_restart
 	  or diag $err;
 	is_deeply(eval { $json->decode($out) }, { oldValue => 1, newValue => 3 },
 		'second add returns 1 -> 3: the state survived');
+	my ($slept, $serr) = result_of($sleeper);
+	is($slept, '"sleep"', 'the sleep begun before the restart completes after it')
+	  or diag $serr;
 	return;
 }
 
