@@ -263,6 +263,9 @@ SELECT pg_catalog.pg_extension_config_dump('durable.state_entry', '');
  */
 CREATE VIEW durable._invocation_queue AS
 SELECT i.id, i.status, i.run_at,
+       -- the key whose state an exclusive invocation would own, if any
+       CASE WHEN i.service_key IS NOT NULL AND i.handler_ty IN ('exclusive', 'workflow')
+            THEN i.service_name || '/' || i.service_key END AS state_owner_key,
        (i.service_key IS NOT NULL AND i.running_at IS NULL
         AND i.handler_ty IN ('exclusive', 'workflow')
         AND EXISTS (SELECT 1 FROM durable.invocation o
@@ -1113,8 +1116,9 @@ AS $$
        AND i.handler_ty OPERATOR(pg_catalog.=) 'workflow'
 $$;
 
--- Workflow promises: completed ones, those someone waits for, and those
--- whose completion from SQL is on its way.
+-- Workflow promises that were read or completed: completed ones and those
+-- someone waits for.  A completion from SQL shows once a dispatcher has
+-- delivered it (right after the commit).
 CREATE VIEW durable.promises AS
 SELECT p.service_name, p.service_key, p.name,
        CASE WHEN NOT p.completed THEN 'pending'
@@ -1139,8 +1143,9 @@ SELECT p.service_name, p.service_key, p.name,
 /*
  * Checks that nothing holds the key's lock: an exclusive invocation that
  * has started and not completed would overwrite, or never see, a change
- * made under it.  The claim lock is taken (until commit) so that no
- * invocation of the key can start between this check and the commit.
+ * made under it.  The key's state lock is taken (until commit) so that no
+ * exclusive invocation of the key starts between this check and the
+ * commit; invocations of other keys are not held up.
  */
 CREATE FUNCTION durable._check_state_writable(p_service text, p_key text)
 RETURNS void
@@ -1165,7 +1170,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Only virtual objects and workflows keep state.';
     END IF;
-    PERFORM pg_advisory_xact_lock(1146441281, 1);
+    -- Claims skip an exclusive invocation of a key whose lock is held here
+    -- (see the claim in src/journal_store.c); other keys run on.
+    PERFORM pg_advisory_xact_lock(1146441282, hashtext(p_service || '/' || p_key));
     SELECT i.id INTO holder FROM durable.invocation i
      WHERE i.service_name = p_service AND i.service_key = p_key
        AND i.status <> 'completed' AND i.running_at IS NOT NULL
@@ -1194,7 +1201,7 @@ BEGIN
     PERFORM durable._check_state_writable(set_state.service, set_state.key);
     INSERT INTO durable.state_entry AS s (service_name, service_key, key, value)
     VALUES (set_state.service, set_state.key, set_state.name, set_state.value)
-    ON CONFLICT (service_name, service_key, key) DO UPDATE SET value = excluded.value;
+    ON CONFLICT ON CONSTRAINT state_entry_pkey DO UPDATE SET value = excluded.value;
 END;
 $$;
 

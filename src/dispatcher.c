@@ -70,6 +70,9 @@ static dlist_head in_flight = DLIST_STATIC_INIT(in_flight);
 /* Claimed attempts whose request could not be started: failed next cycle. */
 static dlist_head unstarted = DLIST_STATIC_INIT(unstarted);
 static int	n_in_flight = 0;
+/* How soon to look again when something due could not be claimed. */
+#define BUSY_RETRY_MS	50
+
 static TimestampTz next_wakeup = 0;
 static TimestampTz last_cycle = 0;
 static TimestampTz last_release = 0;
@@ -161,6 +164,15 @@ run_cycle(List *finished, List **completed_ids)
 		if (capacity > 0)
 			claimed = lifecycle_claim(my_slot, capacity, attempts_cxt, loop_cxt);
 		next_wakeup = lifecycle_next_wakeup();
+
+		/*
+		 * Something is due but nothing could be claimed: it is claimed by
+		 * another dispatcher right now, or its key's state is being changed
+		 * from SQL (durable.set_state).  Look again shortly, not at once.
+		 */
+		if (claimed == NIL && capacity > 0 && next_wakeup != 0 &&
+			next_wakeup <= GetCurrentTimestamp())
+			next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_RETRY_MS);
 	}
 	else
 		next_wakeup = 0;

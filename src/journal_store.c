@@ -141,6 +141,9 @@ static StoredQuery q_claim = {
 	"WITH picked AS ("
 	"  SELECT q.id FROM durable._invocation_queue q"
 	"   WHERE q.status IN " RUNNABLE " AND q.run_at <= now() AND NOT q.behind_lock"
+	/* durable.set_state/clear_state of its key in progress: next time */
+	"     AND (q.state_owner_key IS NULL OR"
+	"          pg_try_advisory_xact_lock_shared(1146441282, hashtext(q.state_owner_key)))"
 	"   ORDER BY q.run_at LIMIT $2 FOR UPDATE SKIP LOCKED"
 	"), claimed AS ("
 	"  UPDATE durable.invocation i SET status = '" STATUS_RUNNING "', claimed_by = $1,"
@@ -283,8 +286,10 @@ static StoredQuery q_take_invocation_waiters = {
 	1, {TEXTOID}
 };
 static StoredQuery q_take_waits_of = {
-	"DELETE FROM durable.invocation_waiter WHERE waiter_id = $1 "
-	"RETURNING invocation_id, entry_type",
+	"DELETE FROM durable.invocation_waiter w WHERE w.waiter_id = $1 "
+	"RETURNING w.invocation_id, w.entry_type, "
+	"          EXISTS (SELECT 1 FROM durable.invocation c "
+	"                   WHERE c.id = w.invocation_id AND c.invoked_by_id = $1)",
 	1, {TEXTOID}
 };
 static StoredQuery q_lock_promise = {
@@ -318,9 +323,9 @@ static StoredQuery q_take_promise_waiters = {
 
 /*
  * Idempotency keys outlive their invocation's completion by the handler's
- * idempotencyRetention (workflows: workflowCompletionRetention), 24 hours
- * if the manifest says nothing; then the key is forgotten and a new send
- * with it starts a new invocation.  A bounded batch per call.
+ * idempotencyRetention, 24 hours if the manifest says nothing; then the key
+ * is forgotten and a new send with it starts a new invocation.  A bounded
+ * batch per call.  (A workflow's run stays once per key for good.)
  */
 static StoredQuery q_expire_idempotency_keys = {
 	"UPDATE durable.invocation SET idempotency_key = NULL "
@@ -332,7 +337,7 @@ static StoredQuery q_expire_idempotency_keys = {
 	"               AND i.completed_at < now() - interval '1 millisecond' * "
 	"                   coalesce(durable._option_ms(h.options, 'idempotencyRetention'), "
 	"                            86400000) "
-	"             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+	"             LIMIT $1 FOR UPDATE OF i SKIP LOCKED)",
 	1, {INT4OID}
 };
 
@@ -1049,6 +1054,9 @@ store_take_waits_of(const char *waiter_id)
 		w->entry_type = (uint16) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
 															 SPI_tuptable->tupdesc, 2,
 															 &isnull));
+		w->started_by_waiter = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 3,
+														  &isnull));
 		waits = lappend(waits, w);
 	}
 	return waits;

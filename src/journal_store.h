@@ -156,6 +156,7 @@ typedef struct Waiter
 	char	   *invocation_id;	/* the waiter, or (store_take_waits_of) the awaited */
 	uint32		completion_id;
 	uint16		entry_type;
+	bool		started_by_waiter;	/* store_take_waits_of: its own call child */
 } Waiter;
 extern void store_add_invocation_waiter(const char *invocation_id, const char *waiter_id,
 										uint32 completion_id, uint16 entry_type);

@@ -29,6 +29,16 @@
  * handling one becomes that invocation's recorded failure, so a bad
  * response or a bad row never takes the dispatcher down.
  *
+ * Commands that other invocations or promises answer are handled in the
+ * transaction that journals them: a Call or OneWayCall creates its
+ * invocation (its id is journaled at once), a GetPromise, AttachInvocation
+ * or Call whose answer is not there yet leaves a waiter row, and a
+ * completion (of an invocation or a promise) turns the waiters it finds
+ * into queued notifications.  Another invocation's row is never locked
+ * while this one's is: what it must be told goes through the notification
+ * queue, which dispatchers deliver through the same notification path as
+ * timers and signals.
+ *
  * Decoding responses is attempt.c's; storing is journal_store.c's.  Data
  * flows one way: response -> effects (attempt.c) -> transition (here) ->
  * storage (journal_store.c).
@@ -307,7 +317,8 @@ after_completion(const char *invocation_id, bool keyed, const NotificationResult
 	{
 		Waiter	   *w = lfirst(lc);
 
-		if (killed && w->entry_type == MSG_CALL_COMPLETION)
+		/* Not an invocation it merely found by idempotency key or workflow key. */
+		if (killed && w->entry_type == MSG_CALL_COMPLETION && w->started_by_waiter)
 		{
 			store_queue_kill(w->invocation_id);
 			shared_state_wake_dispatchers_at_commit();
