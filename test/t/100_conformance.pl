@@ -786,6 +786,17 @@ sub scenario_signals
 	signal_via_utils('reject', 'rejectSignal', $id, 'mysignal', 'boom');
 	my ($out, $err) = result_of($id);
 	like($err, qr/boom/, 'reject: the rejection propagates as the failure');
+
+	# Beyond the Kotlin test: the same from SQL (durable.signal, reject_signal)
+	$id = interpret_send(uuid(), { type => 'awaitOne', command => sig('mysignal') });
+	(undef, $err) = sql("SELECT durable.signal('$id', 'mysignal', '\"hello\"'::jsonb)");
+	is($err, '', 'resolve from SQL: durable.signal');
+	expect_output('resolve from SQL', $id, 'hello');
+	$id = interpret_send(uuid(), { type => 'awaitOne', command => sig('mysignal') });
+	(undef, $err) = sql("SELECT durable.reject_signal('$id', 'mysignal', 'boom')");
+	is($err, '', 'reject from SQL: durable.reject_signal');
+	($out, $err) = result_of($id);
+	like($err, qr/boom/, 'reject from SQL: the rejection propagates as the failure');
 	return;
 }
 
@@ -911,6 +922,26 @@ sub scenario_workflow
 		idempotency_key => undef);
 	is($again, $id, 'setAndResolve: a second run gets the same invocation');
 	is(query("SELECT durable.output('$id')"), '"Till"', 'setAndResolve: output unchanged');
+
+	# Beyond the Kotlin test: the promise resolved from SQL instead of by
+	# the unblock handler; a second completion is refused.
+	$wf = uuid();
+	$id = send_inv('BlockAndWaitWorkflow', 'run', 'Francesco', key => $wf,
+		idempotency_key => undef);
+	ok( eventually(
+			sub {
+				($state) = call('BlockAndWaitWorkflow', 'getState', undef, key => $wf);
+				return defined $state && $state ne '';
+			}),
+		'resolve_promise: the state is set');
+	my ($rout, $rerr) = sql(
+		"SELECT durable.resolve_promise('BlockAndWaitWorkflow', '$wf', 'p', '\"from SQL\"'::jsonb)");
+	is($rerr, '', 'resolve_promise: resolves the promise');
+	($out, $err) = result_of($id);
+	is($out, '"from SQL"', 'resolve_promise: the run returns the value given in SQL');
+	($rout, $rerr) = sql(
+		"SELECT durable.resolve_promise('BlockAndWaitWorkflow', '$wf', 'p', '\"again\"'::jsonb)");
+	like($rerr, qr/ERROR/, 'resolve_promise: a second completion is refused');
 	return;
 }
 
