@@ -6,8 +6,13 @@
 # RunRetry, RunFlush, Sleep, SleepWithFailures, CallOrdering,
 # ServiceToServiceCommunication, Combinators, Signals, Cancellation,
 # KillInvocation, WorkflowAPI, Ingress, NonDeterminismErrors, KillRuntime
-# and StopRuntime, each asserting what the Kotlin test asserts (plus, where
-# it says something about the runtime, what durable's views show).
+# and StopRuntime, each asserting what the Kotlin test asserts, plus where
+# it says something about the runtime what durable's views show (who
+# invoked whom, scheduled delays, 409 on every cancelled or killed call in
+# the tree, promises) and a few SQL-driven variants (durable.signal,
+# durable.reject_signal, durable.resolve_promise, an invocation sleeping
+# across each PostgreSQL restart).  Error metadata, which Restate returns
+# in the ingress error body, is read from the Output entry's failure.
 #
 # The services are those of test/services/e2e (the names and behaviour of
 # restate-e2e-services), run once over h2c and once over HTTP/1.1, each in
