@@ -380,6 +380,19 @@ sub scenario_user_errors
 			like($e, qr/\Q$message\E/, "$handler with metadata $n: fails with the message");
 			is_deeply(failure_metadata($id), \%metadata,
 				"$handler with metadata $n: the failure carries the metadata");
+			next unless $handler eq 'callTerminallyFailingCall';
+			# where the metadata travels: the callee's Output, then the
+			# caller's CallCompletion
+			my $meta = query(
+				qq{SELECT coalesce(o.entry->'failure'->'metadata', 'null') || ' ' || coalesce(c.entry->'failure'->'metadata', 'null')
+				     FROM durable.journal c
+				     JOIN durable.invocations i ON i.parent_invocation_id = c.id
+				     JOIN durable.journal o ON o.id = i.id AND o.entry_type = 'Output'
+				    WHERE c.id = '$id' AND c.entry_type = 'CallCompletion'});
+			is( $meta,
+				'{"key1": "value1", "key2": "value2"} {"key1": "value1", "key2": "value2"}',
+				"$handler with metadata: the callee's Output and the caller's CallCompletion both carry it"
+			);
 		}
 	}
 
