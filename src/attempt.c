@@ -1043,34 +1043,27 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 				break;
 			}
 		case MSG_ATTACH_INVOCATION_COMMAND:
+		case MSG_GET_INVOCATION_OUTPUT_COMMAND:
 			{
+				/*
+				 * GetInvocationOutputCommandMessage has the same fields, with
+				 * the same numbers, as AttachInvocationCommandMessage: one
+				 * decoder reads both.
+				 */
 				Wire__AttachInvocationCommandMessage *m =
 					DECODE(Wire__AttachInvocationCommandMessage,
 						   wire__attach_invocation_command_message__unpack, body, len, msg_type);
+				bool		attach = (msg_type == MSG_ATTACH_INVOCATION_COMMAND);
 
-				add_invocation_lookup(fx, LOOKUP_ATTACH, MSG_ATTACH_INVOCATION_COMPLETION,
+				add_invocation_lookup(fx, attach ? LOOKUP_ATTACH : LOOKUP_GET_OUTPUT,
+									  attach ? MSG_ATTACH_INVOCATION_COMPLETION :
+									  MSG_GET_INVOCATION_OUTPUT_COMPLETION,
 									  completion_id,
 									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_INVOCATION_ID ?
 									  m->invocation_id : NULL,
 									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_IDEMPOTENT_REQUEST_TARGET ?
 									  m->idempotent_request_target : NULL,
 									  m->target_case == WIRE__ATTACH_INVOCATION_COMMAND_MESSAGE__TARGET_WORKFLOW_TARGET ?
-									  m->workflow_target : NULL);
-				break;
-			}
-		case MSG_GET_INVOCATION_OUTPUT_COMMAND:
-			{
-				Wire__GetInvocationOutputCommandMessage *m =
-					DECODE(Wire__GetInvocationOutputCommandMessage,
-						   wire__get_invocation_output_command_message__unpack, body, len, msg_type);
-
-				add_invocation_lookup(fx, LOOKUP_GET_OUTPUT, MSG_GET_INVOCATION_OUTPUT_COMPLETION,
-									  completion_id,
-									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_INVOCATION_ID ?
-									  m->invocation_id : NULL,
-									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_IDEMPOTENT_REQUEST_TARGET ?
-									  m->idempotent_request_target : NULL,
-									  m->target_case == WIRE__GET_INVOCATION_OUTPUT_COMMAND_MESSAGE__TARGET_WORKFLOW_TARGET ?
 									  m->workflow_target : NULL);
 				break;
 			}

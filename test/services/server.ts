@@ -23,6 +23,7 @@ import * as restate from "@restatedev/restate-sdk";
 import { Counter, Extra, Greeter, Probe, Steps } from "./services.ts";
 import { writeLine } from "./effects.ts";
 import { Approvals, AwakeableHolder, TestUtilsService, VirtualObjectCommandInterpreter } from "./signals.ts";
+import { appServices } from "./apps.ts";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 // What we use of http.ServerResponse and http2.Http2ServerResponse (their
@@ -89,6 +90,11 @@ const signalsVariant = sdkHandler([
   TestUtilsService,
   VirtualObjectCommandInterpreter,
 ]);
+
+// Paths under /apps/ reach variant 1 plus the services of apps.ts (calls,
+// sagas, workflows, call trees; register http://…/apps), kept out of
+// variant 1 for the same reason.
+const appsVariant = sdkHandler([Greeter, Steps, Probe, Counter, ...appServices]);
 
 // ---------------------------------------------------------------- misbehaviour
 
@@ -485,6 +491,8 @@ function route(req: Req, res: Res): void {
 
   // /signals/... always reaches the variant with the services of signals.ts.
   if (path.startsWith("/signals/")) return signalsVariant(req, res);
+  // /apps/... always reaches the variant with the services of apps.ts.
+  if (path.startsWith("/apps/")) return appsVariant(req, res);
   // /v1/... and /v2/... always reach that variant (the SDK ignores path
   // prefixes before /discover and /invoke); everything else the current one.
   const pinned = /^\/v([12])\//.exec(path);

@@ -84,7 +84,13 @@ GRANT EXECUTE ON FUNCTION
     durable.reject_awakeable(text, text),
     durable.signal(text, text, jsonb), durable.signal(text, text, bytea),
     durable.reject_signal(text, text, text),
-    durable.cancel(text), durable.kill(text)
+    durable.cancel(text), durable.kill(text),
+    durable.resolve_promise(text, text, text, jsonb),
+    durable.resolve_promise(text, text, text, bytea),
+    durable.reject_promise(text, text, text, text),
+    durable.workflow_invocation(text, text),
+    durable.set_state(text, text, text, jsonb), durable.set_state(text, text, text, bytea),
+    durable.clear_state(text, text, text)
   TO attacker;
 GRANT SELECT ON durable.invocations, durable.journal, durable.state,
     durable.deployments, durable.services, durable.handlers
@@ -175,10 +181,13 @@ is( owner_sql(
 		q{SELECT string_agg(p.proname, ',' ORDER BY p.proname) FROM pg_proc p
 		   WHERE p.pronamespace = 'durable'::regnamespace AND p.prosecdef
 		     AND p.proname NOT LIKE '\_%'}),
-	'await,cancel,kill,output,register_deployment,reject_awakeable,reject_signal,'
-	  . 'resolve_awakeable,resolve_awakeable,send,send,signal,signal',
+	'await,cancel,clear_state,kill,output,register_deployment,reject_awakeable,'
+	  . 'reject_promise,reject_signal,resolve_awakeable,resolve_awakeable,'
+	  . 'resolve_promise,resolve_promise,send,send,set_state,set_state,signal,signal,'
+	  . 'workflow_invocation',
 	'the public SECURITY DEFINER entry points are await, cancel, kill, output, '
-	  . 'register_deployment, the awakeable and signal functions, send');
+	  . 'register_deployment, the awakeable, signal and promise functions, send, '
+	  . 'state and workflow_invocation');
 is( owner_sql(
 		q{SELECT count(*) FROM pg_proc p
 		   WHERE p.pronamespace = 'durable'::regnamespace AND p.prosecdef
@@ -221,6 +230,17 @@ SELECT durable.signal(:'later', 'go-bytes', '\\x31'::bytea);
 SELECT durable.reject_signal(:'later', 'stop', 'no');
 SELECT durable.cancel(:'later');
 SELECT durable.kill(:'later2');
+SELECT durable.set_state('Counter', 'attacked', 'n', '1'::jsonb);
+SELECT durable.set_state('Counter', 'attacked', 'b', '\\x31'::bytea);
+SELECT durable.clear_state('Counter', 'attacked', 'b');
+SELECT durable.clear_state('Counter', 'attacked');
+SELECT durable.workflow_invocation('Counter', 'k') IS NULL AS no_workflow;
+DO \$\$ BEGIN PERFORM durable.resolve_promise('Counter', 'k', 'p', '1'::jsonb);
+EXCEPTION WHEN undefined_object THEN NULL; END \$\$;
+DO \$\$ BEGIN PERFORM durable.resolve_promise('Counter', 'k', 'p', '\\x31'::bytea);
+EXCEPTION WHEN undefined_object THEN NULL; END \$\$;
+DO \$\$ BEGIN PERFORM durable.reject_promise('Counter', 'k', 'p', 'no');
+EXCEPTION WHEN undefined_object THEN NULL; END \$\$;
 });
 is($err, '', 'attacker went through every entry point without an error');
 like($out, qr/^evil, pg_catalog, public$/m, 'with its schema first in search_path');
