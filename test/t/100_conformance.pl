@@ -383,16 +383,21 @@ sub scenario_user_errors
 			next unless $handler eq 'callTerminallyFailingCall';
 			# where the metadata travels: the callee's Output, then the
 			# caller's CallCompletion
-			my $meta = query(
-				qq{SELECT coalesce(o.entry->'failure'->'metadata', 'null') || ' ' || coalesce(c.entry->'failure'->'metadata', 'null')
-				     FROM durable.journal c
-				     JOIN durable.invocations i ON i.parent_invocation_id = c.id
-				     JOIN durable.journal o ON o.id = i.id AND o.entry_type = 'Output'
-				    WHERE c.id = '$id' AND c.entry_type = 'CallCompletion'});
-			is( $meta,
-				'{"key1": "value1", "key2": "value2"} {"key1": "value1", "key2": "value2"}',
-				"$handler with metadata: the callee's Output and the caller's CallCompletion both carry it"
+			my $callee = query(
+				"SELECT coalesce(min(id), '') FROM durable.invocations WHERE '$id' IN (parent_invocation_id, invoked_by_id)"
 			);
+			is_deeply(failure_metadata($callee), \%metadata,
+				"$handler with metadata: the callee's Output carries it");
+			my $completion = query(
+				"SELECT entry->'failure'->'metadata' FROM durable.journal WHERE id = '$id' AND entry_type = 'CallCompletion'"
+			);
+			is_deeply(($completion ne '' ? $json->decode($completion) : undef),
+				\%metadata,
+				"$handler with metadata: the caller's CallCompletion carries it")
+			  or diag "journal of the caller:\n"
+			  . query(
+				"SELECT string_agg(index || ' ' || entry_type || ' ' || entry::text, E'\\n' ORDER BY index) FROM durable.journal WHERE id = '$id'"
+			  );
 		}
 	}
 
