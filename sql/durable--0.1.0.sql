@@ -123,6 +123,9 @@ CREATE TABLE durable.invocation (
                                           'backing-off', 'suspended', 'paused',
                                           'completed')),
     idempotency_key     text,
+    -- a workflow's run: its key, until the workflow's completion retention
+    -- has passed (then NULL, and the key may run again)
+    workflow_key        text,
     -- 'ingress' (SQL) or 'service' (a Call or OneWayCall of invoked_by_id)
     invoked_by          text NOT NULL DEFAULT 'ingress'
                         CHECK (invoked_by IN ('ingress', 'service')),
@@ -171,10 +174,10 @@ CREATE UNIQUE INDEX invocation_idempotency_idx
     ON durable.invocation (service_name, coalesce(service_key, ''), handler_name,
                            idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- A workflow's run handler runs once per key.
+-- A workflow's run handler runs once per key (within its retention).
 CREATE UNIQUE INDEX invocation_workflow_idx
-    ON durable.invocation (service_name, service_key)
-    WHERE handler_ty = 'workflow';
+    ON durable.invocation (service_name, workflow_key)
+    WHERE workflow_key IS NOT NULL;
 
 CREATE TABLE durable.journal_entry (
     invocation_id       text NOT NULL REFERENCES durable.invocation (id)
@@ -702,8 +705,8 @@ AS $$
             AND coalesce(i.service_key, '') = coalesce(p_key, '')
             AND i.handler_name = p_handler AND i.idempotency_key = p_idempotency_key),
         (SELECT i.id FROM durable.invocation i
-          WHERE p_handler_ty = 'workflow' AND i.handler_ty = 'workflow'
-            AND i.service_name = p_service AND i.service_key = p_key))
+          WHERE p_handler_ty = 'workflow'
+            AND i.service_name = p_service AND i.workflow_key = p_key))
 $$;
 
 -- Creates an invocation (and its Input journal entry) in the caller's
@@ -795,12 +798,14 @@ BEGIN
 
     INSERT INTO durable.invocation (id, service_name, handler_name, service_key,
                                     service_ty, handler_ty, status, idempotency_key,
+                                    workflow_key,
                                     invoked_by, invoked_by_id, root_invocation_id,
                                     random_seed, journal_size,
                                     run_at, scheduled_start_at, created_at)
     VALUES (new_id, p_service, p_handler, p_key, svc.ty, hnd.ty,
             CASE WHEN start_at IS NULL THEN 'ready' ELSE 'scheduled' END,
-            p_idempotency_key, p_invoked_by, p_invoked_by_id, p_root_id,
+            p_idempotency_key, CASE WHEN hnd.ty = 'workflow' THEN p_key END,
+            p_invoked_by, p_invoked_by_id, p_root_id,
             (random() * 9.0e18)::bigint, 1,
             coalesce(start_at, now()), start_at,
             -- the statement's own time: invocations of one key queue in send order
@@ -1112,8 +1117,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT i.id FROM durable.invocation i
      WHERE i.service_name OPERATOR(pg_catalog.=) workflow
-       AND i.service_key OPERATOR(pg_catalog.=) key
-       AND i.handler_ty OPERATOR(pg_catalog.=) 'workflow'
+       AND i.workflow_key OPERATOR(pg_catalog.=) key
 $$;
 
 -- Workflow promises that were read or completed: completed ones and those

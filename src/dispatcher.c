@@ -154,7 +154,10 @@ run_cycle(List *finished, List **completed_ids)
 			released_once = true;
 			last_release = GetCurrentTimestamp();
 			if (my_slot == 0)
+			{
 				(void) store_expire_idempotency_keys(1000);
+				(void) store_expire_workflows(1000);
+			}
 		}
 
 		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));

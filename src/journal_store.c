@@ -271,8 +271,7 @@ static StoredQuery q_find_by_idempotency_key = {
 	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 };
 static StoredQuery q_find_workflow = {
-	"SELECT id FROM durable.invocation WHERE service_name = $1 AND service_key = $2 "
-	"AND handler_ty = 'workflow'",
+	"SELECT id FROM durable.invocation WHERE service_name = $1 AND workflow_key = $2",
 	2, {TEXTOID, TEXTOID}
 };
 static StoredQuery q_add_invocation_waiter = {
@@ -325,7 +324,7 @@ static StoredQuery q_take_promise_waiters = {
  * Idempotency keys outlive their invocation's completion by the handler's
  * idempotencyRetention, 24 hours if the manifest says nothing; then the key
  * is forgotten and a new send with it starts a new invocation.  A bounded
- * batch per call.  (A workflow's run stays once per key for good.)
+ * batch per call.
  */
 static StoredQuery q_expire_idempotency_keys = {
 	"UPDATE durable.invocation SET idempotency_key = NULL "
@@ -341,8 +340,39 @@ static StoredQuery q_expire_idempotency_keys = {
 	1, {INT4OID}
 };
 
+/*
+ * A workflow's run is kept for its workflowCompletionRetention (24 hours if
+ * the manifest says nothing) after it completed; then its key may run
+ * again, and the workflow's promises and state are removed, as Restate
+ * does.  A bounded batch per call.
+ */
+static StoredQuery q_expire_workflows = {
+	"WITH expired AS ("
+	"  UPDATE durable.invocation SET workflow_key = NULL "
+	"  WHERE id IN (SELECT i.id FROM durable.invocation i "
+	"               LEFT JOIN durable.handler h "
+	"                      ON h.service_name = i.service_name AND h.name = i.handler_name "
+	"               LEFT JOIN durable.service sv ON sv.name = i.service_name "
+	"               WHERE i.workflow_key IS NOT NULL "
+	"                 AND i.status = '" STATUS_COMPLETED "' "
+	"                 AND i.completed_at < now() - interval '1 millisecond' * "
+	"                     coalesce(durable._option_ms(h.options, 'workflowCompletionRetention'), "
+	"                              durable._option_ms(sv.options, 'workflowCompletionRetention'), "
+	"                              86400000) "
+	"               LIMIT $1 FOR UPDATE OF i SKIP LOCKED) "
+	"  RETURNING service_name, service_key), "
+	"p AS (DELETE FROM durable.promise d USING expired e "
+	"      WHERE d.service_name = e.service_name AND d.service_key = e.service_key), "
+	"w AS (DELETE FROM durable.promise_waiter d USING expired e "
+	"      WHERE d.service_name = e.service_name AND d.service_key = e.service_key), "
+	"s AS (DELETE FROM durable.state_entry d USING expired e "
+	"      WHERE d.service_name = e.service_name AND d.service_key = e.service_key) "
+	"SELECT count(*) FROM expired",
+	1, {INT4OID}
+};
+
 static StoredQuery *all_queries[] = {
-	&q_expire_idempotency_keys,
+	&q_expire_idempotency_keys, &q_expire_workflows,
 	&q_create_invocation, &q_invocation_result, &q_find_by_idempotency_key,
 	&q_find_workflow, &q_add_invocation_waiter, &q_take_invocation_waiters,
 	&q_take_waits_of, &q_lock_promise, &q_read_promise, &q_complete_promise,
@@ -1223,4 +1253,15 @@ store_expire_idempotency_keys(int limit)
 
 	run(&q_expire_idempotency_keys, values, NULL, 0);
 	return (int) SPI_processed;
+}
+
+int
+store_expire_workflows(int limit)
+{
+	Datum		values[1] = {Int32GetDatum(limit)};
+	bool		isnull;
+
+	run(&q_expire_workflows, values, NULL, 1);
+	return (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
 }

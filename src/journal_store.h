@@ -207,6 +207,12 @@ extern void store_postpone_timer(const DueTimer *t, int ms);
 /* Forgets idempotency keys whose retention has passed; returns how many. */
 extern int	store_expire_idempotency_keys(int limit);
 
+/*
+ * Frees the keys of workflow runs whose completion retention has passed
+ * (their promises and state go too); returns how many.
+ */
+extern int	store_expire_workflows(int limit);
+
 /* Next time something becomes runnable without a wake-up; 0 if none. */
 extern TimestampTz store_next_wakeup(void);
 

@@ -250,6 +250,21 @@ export const Signup = restate.workflow({
   },
 });
 
+// Ephemeral/<key>/run(n): sets state "n" and returns n * 10; its result,
+// state and promises are kept 1 s after it completes (workflowRetention),
+// then the key may run again.  Shared handler get() returns state "n".
+export const Ephemeral = restate.workflow({
+  name: "Ephemeral",
+  handlers: {
+    run: async (ctx: restate.WorkflowContext, n: number) => {
+      ctx.set("n", n);
+      return n * 10;
+    },
+    get: async (ctx: restate.WorkflowSharedContext) => (await ctx.get<number>("n")) ?? null,
+  },
+  options: { workflowRetention: 1000 },
+});
+
 // ---------------------------------------------------------------- sleeps
 
 // Sleeper/nap({ms, n}): ctx.sleep(ms), returns n.
@@ -377,6 +392,7 @@ export const appServices = [
   Tally,
   Order,
   Signup,
+  Ephemeral,
   Sleeper,
   Worker,
   Gate,

@@ -316,6 +316,24 @@ my ($run_a, $run_b, $run_c);
 		error_of($node,
 			q{SELECT durable.resolve_promise('Signup', 'd', 'email-confirmed', '"late"'::jsonb)}),
 		qr/^55000: /, "$t: resolving a promise a handler resolved is refused");
+
+	# Completion retention (workflowRetention 1 s): within it a second run is
+	# the same invocation; after it the key runs again, its state gone.
+	my $first = query($node, q{SELECT durable.send('Ephemeral', 'run', '1'::jsonb, key => 'e')});
+	wait_done($first, "$t: Ephemeral e");
+	is(query($node, q{SELECT durable.send('Ephemeral', 'run', '2'::jsonb, key => 'e')}),
+		$first, "$t: within its retention a second run of the key is the same invocation");
+	ok( wait_for($node,
+			q{SELECT durable.workflow_invocation('Ephemeral', 'e') IS NULL AND NOT EXISTS
+			    (SELECT 1 FROM durable.state WHERE service_name = 'Ephemeral' AND service_key = 'e')}),
+		"$t: after its retention the key is free and its state gone");
+	my $second = query($node, q{SELECT durable.send('Ephemeral', 'run', '3'::jsonb, key => 'e')});
+	isnt($second, $first, "$t: a new run of the key is a new invocation");
+	wait_done($second, "$t: Ephemeral e again");
+	is(query($node, "SELECT output FROM durable.invocations WHERE id = '$second'"), '30',
+		"$t: and runs with its own input");
+	is(query($node, "SELECT output FROM durable.invocations WHERE id = '$first'"), '10',
+		"$t: the first run is still there to read");
 }
 
 stop_service($svc);
