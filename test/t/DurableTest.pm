@@ -49,6 +49,7 @@ use Time::HiRes qw(usleep time);
 our @EXPORT = qw(
   new_durable_node
   start_service
+  start_e2e_service
   restart_service
   stop_service
   kill9_service
@@ -119,7 +120,9 @@ sub new_durable_node
 Starts test/services/server.ts.  Options: port (default: a free port from
 PostgreSQL::Test::Cluster::get_free_port; 0 lets the service choose), h1
 (true to also serve HTTP/1.1, on h1_port or else another free port), log
-(the side-effect log; default a new file in the log directory).  Waits for
+(the side-effect log; default a new file in the log directory), script (the
+server to run, relative to the repository; default test/services/server.ts).
+Waits for
 "ready <port>" and returns a hash reference with pid, port, uri, log and,
 with h1, h1_port and h1_uri.
 
@@ -141,9 +144,26 @@ sub start_service
 		h1_port => $opts{h1_port}
 		  // ($opts{h1} ? PostgreSQL::Test::Cluster::get_free_port() : undef),
 		log => $opts{log} // _new_effects_log(),
+		script => $opts{script} // 'test/services/server.ts',
 	};
 	_spawn_service($svc);
 	return $svc;
+}
+
+=pod
+
+=item start_e2e_service(%opts)
+
+Starts test/services/e2e/server.ts, the services of Restate's SDK
+conformance suite, with an HTTP/1.1 server too; otherwise like
+start_service (stop_service, kill9_service and restart_service work on it).
+
+=cut
+
+sub start_e2e_service
+{
+	my (%opts) = @_;
+	return start_service(h1 => 1, %opts, script => 'test/services/e2e/server.ts');
 }
 
 =pod
@@ -209,7 +229,7 @@ sub _spawn_service
 			&& open(STDERR, '>', $err))
 		{
 			exec($ENV{DURABLE_NODE},
-				"$ENV{DURABLE_REPO}/test/services/server.ts");
+				"$ENV{DURABLE_REPO}/$svc->{script}");
 		}
 		print STDERR "could not start $ENV{DURABLE_NODE}: $!\n";
 		POSIX::_exit(127);
