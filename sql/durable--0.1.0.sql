@@ -774,23 +774,28 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    IF p_headers IS NOT NULL AND jsonb_typeof(p_headers) <> 'object' THEN
+    IF p_headers IS NOT NULL AND p_headers <> '{}'::jsonb AND jsonb_typeof(p_headers) <> 'object' THEN
         RAISE EXCEPTION 'headers must be a JSON object of strings'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('Got a JSON %s.', jsonb_typeof(p_headers)),
                   HINT = 'Pass headers => ''{"x-name": "value"}''.';
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_each(coalesce(p_headers, '{}')) e
-                WHERE jsonb_typeof(e.value) <> 'string' OR e.key = '') THEN
+    IF p_headers IS NOT NULL AND p_headers <> '{}'::jsonb
+       AND EXISTS (SELECT 1 FROM jsonb_each(p_headers) e
+                    WHERE jsonb_typeof(e.value) <> 'string' OR e.key = '') THEN
         RAISE EXCEPTION 'headers must be a JSON object of strings'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Every header needs a non-empty name and a string value.';
     END IF;
 
-    existing := durable._existing_invocation(p_service, p_handler, p_key,
-                                             p_idempotency_key, hnd.ty);
-    IF existing IS NOT NULL THEN
-        RETURN existing;
+    -- (not a call at all for the common case: a SQL function with a SET
+    -- clause is planned at every call)
+    IF p_idempotency_key IS NOT NULL OR hnd.ty = 'workflow' THEN
+        existing := durable._existing_invocation(p_service, p_handler, p_key,
+                                                 p_idempotency_key, hnd.ty);
+        IF existing IS NOT NULL THEN
+            RETURN existing;
+        END IF;
     END IF;
 
     new_id := durable.new_invocation_id(p_service, CASE WHEN svc.ty = 'service' THEN NULL ELSE p_key END);
