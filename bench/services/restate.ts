@@ -3,11 +3,14 @@
 // Restate's service protocol to it.
 //
 //   PORT=0 node restate.ts      prints "ready <port>" once listening
+//   H1_PORT=0                   also an HTTP/1.1 server (request-response
+//                               mode); prints "h1 <port>" before "ready"
 //
 // BenchGreeter/greet(name)   trivial handler
 // BenchSteps/run()           10 ctx.run steps
 // BenchCounter/<key>/add(n)  virtual object: count += n, returns the count
 
+import http from "node:http";
 import http2 from "node:http2";
 import * as restate from "@restatedev/restate-sdk";
 import { addTo, greet, step, stepsResult, STEPS } from "./work.ts";
@@ -44,10 +47,24 @@ const BenchCounter = restate.object({
   },
 });
 
-const server = http2.createServer(
-  restate.createEndpointHandler({ services: [BenchGreeter, BenchSteps, BenchCounter] }),
-);
-server.listen(Number(process.env.PORT ?? 9080), "127.0.0.1", () => {
-  const addr = server.address();
-  console.log(`ready ${typeof addr === "object" && addr ? addr.port : "?"}`);
-});
+const handler = restate.createEndpointHandler({ services: [BenchGreeter, BenchSteps, BenchCounter] });
+const portOf = (srv: { address(): unknown }) => {
+  const addr = srv.address() as { port?: number } | null;
+  return addr?.port ?? "?";
+};
+
+function listenH2() {
+  const server = http2.createServer(handler);
+  server.listen(Number(process.env.PORT ?? 9080), "127.0.0.1", () => console.log(`ready ${portOf(server)}`));
+}
+
+if (process.env.H1_PORT !== undefined) {
+  const h1 = http.createServer(handler as unknown as http.RequestListener);
+  h1.keepAliveTimeout = 60_000;
+  h1.listen(Number(process.env.H1_PORT), "127.0.0.1", () => {
+    console.log(`h1 ${portOf(h1)}`);
+    listenH2();
+  });
+} else {
+  listenH2();
+}
