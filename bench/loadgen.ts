@@ -51,31 +51,55 @@ function statFields(pid: number): number[] | null {
   }
 }
 // utime, stime, cutime, cstime are fields 14-17 of stat, i.e. 11-14 after ") ".
-function cpuSeconds(pid: number, tree: boolean): number {
-  const f = statFields(pid);
-  if (!f) return 0;
-  let ticks = f[11] + f[12];
-  if (tree) {
-    ticks += f[13] + f[14];
-    let children: string[] = [];
-    try {
-      children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
-    } catch {
-      /* gone */
-    }
-    for (const c of children) {
-      const cf = c ? statFields(Number(c)) : null;
-      if (cf) ticks += cf[11] + cf[12];
-    }
+// A process tree's CPU is split by what each live child is, from its process
+// title (PostgreSQL's backend types); "exited" is the time of children reaped
+// during the window (and the parent's own).
+function childKind(pid: number): string {
+  let title = "";
+  try {
+    title = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ");
+  } catch {
+    /* gone */
   }
-  return ticks / clkTck;
+  if (/durable dispatcher/.test(title)) return "dispatchers";
+  if (/autovacuum/.test(title)) return "autovacuum";
+  if (/checkpointer|background writer|walwriter|logical replication|archiver|stats/.test(title)) return "background";
+  return "backends";
 }
-function cpuSnapshot(): Record<string, number> {
-  const snap: Record<string, number> = {};
-  for (const w of cpuWatch) snap[w.name] = (snap[w.name] ?? 0) + cpuSeconds(w.pid, w.tree);
+type TreeSnap = { total: number; parts: Record<string, number> };
+function cpuSeconds(pid: number, tree: boolean): TreeSnap {
+  const f = statFields(pid);
+  if (!f) return { total: 0, parts: {} };
+  const own = f[11] + f[12];
+  if (!tree) return { total: own / clkTck, parts: {} };
+  const parts: Record<string, number> = { exited: (own + f[13] + f[14]) / clkTck };
+  let total = parts.exited;
+  let children: string[] = [];
+  try {
+    children = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/);
+  } catch {
+    /* gone */
+  }
+  for (const c of children) {
+    const cf = c ? statFields(Number(c)) : null;
+    if (!cf) continue;
+    const kind = childKind(Number(c));
+    parts[kind] = (parts[kind] ?? 0) + (cf[11] + cf[12]) / clkTck;
+    total += (cf[11] + cf[12]) / clkTck;
+  }
+  return { total, parts };
+}
+function cpuSnapshot(): { cpu: Record<string, number>; parts: Record<string, number> } {
+  const cpu: Record<string, number> = {};
+  const parts: Record<string, number> = {};
+  for (const w of cpuWatch) {
+    const s = cpuSeconds(w.pid, w.tree);
+    cpu[w.name] = (cpu[w.name] ?? 0) + s.total;
+    for (const [k, v] of Object.entries(s.parts)) parts[`${w.name} ${k}`] = (parts[`${w.name} ${k}`] ?? 0) + v;
+  }
   const self = process.cpuUsage();
-  snap.loadgen = (self.user + self.system) / 1e6;
-  return snap;
+  cpu.loadgen = (self.user + self.system) / 1e6;
+  return { cpu, parts };
 }
 
 // ------------------------------------------------------------ invokers
@@ -197,8 +221,14 @@ await Promise.all(clients.map((c) => c.end()));
 latencies.sort((a, b) => a - b);
 const pct = (p: number) =>
   latencies.length ? latencies[Math.min(latencies.length - 1, Math.ceil(p * latencies.length) - 1)] : NaN;
-const cpu: Record<string, number> = {};
-for (const k of Object.keys(cpu1)) cpu[k] = +(cpu1[k] - (cpu0[k] ?? 0)).toFixed(2);
+const delta = (a: Record<string, number>, b: Record<string, number>) => {
+  const d: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) d[k] = +((b[k] ?? 0) - (a[k] ?? 0)).toFixed(2);
+  return d;
+};
+// A child that exited moves its time from its kind to "exited": net them.
+const cpu = delta(cpu0.cpu, cpu1.cpu);
+const cpuParts = delta(cpu0.parts, cpu1.parts);
 
 console.log(
   JSON.stringify({
@@ -213,6 +243,7 @@ console.log(
     p50: +pct(0.5).toFixed(2),
     p99: +pct(0.99).toFixed(2),
     cpu,
+    cpuParts,
     cores: os.cpus().length,
   }),
 );
