@@ -1009,22 +1009,16 @@ decode_command(Attempt *a, DecodeState *st, AttemptEffects *fx,
 				break;
 			}
 		case MSG_GET_PROMISE_COMMAND:
+		case MSG_PEEK_PROMISE_COMMAND:
 			{
+				/* PeekPromiseCommandMessage is GetPromiseCommandMessage on the wire. */
 				Wire__GetPromiseCommandMessage *m =
 					DECODE(Wire__GetPromiseCommandMessage,
 						   wire__get_promise_command_message__unpack, body, len, msg_type);
+				bool		get = (msg_type == MSG_GET_PROMISE_COMMAND);
 
-				add_promise_lookup(a, fx, LOOKUP_GET_PROMISE, MSG_GET_PROMISE_COMPLETION,
-								   completion_id, m->key, NULL, NULL);
-				break;
-			}
-		case MSG_PEEK_PROMISE_COMMAND:
-			{
-				Wire__PeekPromiseCommandMessage *m =
-					DECODE(Wire__PeekPromiseCommandMessage,
-						   wire__peek_promise_command_message__unpack, body, len, msg_type);
-
-				add_promise_lookup(a, fx, LOOKUP_PEEK_PROMISE, MSG_PEEK_PROMISE_COMPLETION,
+				add_promise_lookup(a, fx, get ? LOOKUP_GET_PROMISE : LOOKUP_PEEK_PROMISE,
+								   get ? MSG_GET_PROMISE_COMPLETION : MSG_PEEK_PROMISE_COMPLETION,
 								   completion_id, m->key, NULL, NULL);
 				break;
 			}

@@ -48,7 +48,7 @@ static StoredQuery q_lock = {
 	"SELECT status, claimed_by, journal_size, retry_count_since_last_stored_entry, "
 	"waiting_completions, waiting_signals, waiting_named_signals, "
 	"running_at IS NOT NULL, service_key IS NOT NULL, "
-	"coalesce(root_invocation_id, id), service_name, service_key "
+	"coalesce(root_invocation_id, id) "
 	"FROM durable.invocation WHERE id = $1 FOR UPDATE",
 	1, {TEXTOID}
 };
@@ -268,14 +268,13 @@ static StoredQuery q_invocation_result = {
 	"FROM durable.invocation WHERE id = $1 FOR SHARE",
 	1, {TEXTOID}
 };
+/* The same lookups durable.send makes (one definition of each, in SQL). */
 static StoredQuery q_find_by_idempotency_key = {
-	"SELECT id FROM durable.invocation WHERE service_name = $1 "
-	"AND coalesce(service_key, '') = coalesce($2, '') AND handler_name = $3 "
-	"AND idempotency_key = $4",
+	"SELECT durable._existing_invocation($1, $3, $2, $4, NULL)",
 	4, {TEXTOID, TEXTOID, TEXTOID, TEXTOID}
 };
 static StoredQuery q_find_workflow = {
-	"SELECT id FROM durable.invocation WHERE service_name = $1 AND workflow_key = $2",
+	"SELECT durable.workflow_invocation($1, $2)",
 	2, {TEXTOID, TEXTOID}
 };
 static StoredQuery q_add_invocation_waiter = {
@@ -540,8 +539,6 @@ store_lock_invocation(const char *invocation_id)
 	row.started = DatumGetBool(SPI_getbinval(tuple, desc, 8, &isnull));
 	row.keyed = DatumGetBool(SPI_getbinval(tuple, desc, 9, &isnull));
 	row.root_id = get_text(tuple, desc, 10);
-	row.service_name = get_text(tuple, desc, 11);
-	row.service_key = get_text(tuple, desc, 12);
 	return row;
 }
 
@@ -1048,8 +1045,6 @@ store_find_invocation(const char *service, const char *key, const char *handler,
 		values[3] = CStringGetTextDatum(idempotency_key);
 		run(&q_find_by_idempotency_key, values, nulls, 1);
 	}
-	if (SPI_processed == 0)
-		return NULL;
 	return get_text(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 

@@ -43,8 +43,6 @@ typedef struct InvocationRow
 	ArrayType  *waiting_signals;
 	ArrayType  *waiting_named_signals;
 	char	   *root_id;		/* its call tree's root (itself if none) */
-	char	   *service_name;
-	char	   *service_key;	/* NULL for plain services */
 } InvocationRow;
 
 /* Locks an invocation's row (FOR UPDATE) and reads it. */

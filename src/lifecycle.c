@@ -314,15 +314,23 @@ after_completion(const char *invocation_id, bool keyed, const NotificationResult
 
 		queue_completion(w->invocation_id, w->entry_type, w->completion_id, result);
 	}
-	foreach(lc, store_take_waits_of(invocation_id))
-	{
-		Waiter	   *w = lfirst(lc);
 
-		/* Not an invocation it merely found by idempotency key or workflow key. */
-		if (killed && w->entry_type == MSG_CALL_COMPLETION && w->started_by_waiter)
+	/*
+	 * What a killed invocation still waited for.  (Waits left by one that
+	 * ended otherwise go when what they wait for ends.)
+	 */
+	if (killed)
+	{
+		foreach(lc, store_take_waits_of(invocation_id))
 		{
-			store_queue_kill(w->invocation_id);
-			shared_state_wake_dispatchers_at_commit();
+			Waiter	   *w = lfirst(lc);
+
+			/* Not an invocation it merely found by idempotency key or workflow key. */
+			if (w->entry_type == MSG_CALL_COMPLETION && w->started_by_waiter)
+			{
+				store_queue_kill(w->invocation_id);
+				shared_state_wake_dispatchers_at_commit();
+			}
 		}
 	}
 	if (keyed)
@@ -367,38 +375,48 @@ failure_result(int code, const char *message)
 }
 
 /*
+ * What target's row says of its end, its row locked FOR SHARE so that it
+ * cannot end between this look and a wait registered after it.  Returns
+ * false, with a void result, while it has not ended; a target that does
+ * not exist has "ended" with failure 404.
+ */
+static bool
+ended_with(const char *target, NotificationResult *result)
+{
+	InvocationResult r = store_invocation_result(target);
+
+	memset(result, 0, sizeof(NotificationResult));
+	if (!r.found)
+		*result = failure_result(FAILURE_NOT_FOUND,
+								 psprintf("invocation %s not found", target));
+	else if (!r.completed)
+		result->kind = RESULT_VOID;
+	else if (r.failed)
+	{
+		*result = failure_result(r.failure_code, r.failure_message ? r.failure_message : "");
+		result->failure_metadata = r.failure_metadata;
+	}
+	else
+	{
+		result->kind = RESULT_VALUE;
+		result->value = r.output ? (const uint8 *) VARDATA(r.output) : (const uint8 *) "";
+		result->value_len = r.output ? VARSIZE(r.output) - VARHDRSZ : 0;
+	}
+	return !r.found || r.completed;
+}
+
+/*
  * waiter gets target's result as notification type/completion_id: now if
- * target has ended, else when it does.  The target's row is locked (FOR
- * SHARE) so that it cannot end between the look and the wait.
+ * target has ended, else when it does.
  */
 static void
 wait_for_invocation(const char *waiter, const char *target, uint16 type,
 					uint32 completion_id, AttemptEffects *fx)
 {
-	InvocationResult r = store_invocation_result(target);
 	NotificationResult result;
 
-	if (!r.found)
-	{
-		result = failure_result(FAILURE_NOT_FOUND,
-								psprintf("invocation %s not found", target));
+	if (ended_with(target, &result))
 		add_runtime_notification(fx, type, completion_id, &result);
-	}
-	else if (r.completed)
-	{
-		if (r.failed)
-		{
-			result = failure_result(r.failure_code, r.failure_message ? r.failure_message : "");
-			result.failure_metadata = r.failure_metadata;
-		}
-		else
-		{
-			result.kind = RESULT_VALUE;
-			result.value = r.output ? (const uint8 *) VARDATA(r.output) : (const uint8 *) "";
-			result.value_len = r.output ? VARSIZE(r.output) - VARHDRSZ : 0;
-		}
-		add_runtime_notification(fx, type, completion_id, &result);
-	}
 	else
 		store_add_invocation_waiter(target, waiter, completion_id, type);
 }
@@ -464,7 +482,7 @@ start_call(Attempt *a, const InvocationRow *row, OutgoingCall *c, AttemptEffects
 	if (c->result_completion != 0)
 		wait_for_invocation(a->invocation_id, args.created_id, MSG_CALL_COMPLETION,
 							c->result_completion, fx);
-	shared_state_wake_dispatchers_at_commit();
+	/* durable._enqueue has woken the dispatchers for a new invocation. */
 }
 
 /* Everyone waiting for a promise that was just completed is told. */
@@ -541,23 +559,8 @@ answer_lookup(Attempt *a, CommandLookup *l, AttemptEffects *fx)
 										l->completion_id, fx);
 				else
 				{
-					InvocationResult ir = store_invocation_result(target);
-
-					if (!ir.found)
-						r = failure_result(FAILURE_NOT_FOUND,
-										   psprintf("invocation %s not found", target));
-					else if (ir.completed && ir.failed)
-					{
-						r = failure_result(ir.failure_code,
-										   ir.failure_message ? ir.failure_message : "");
-						r.failure_metadata = ir.failure_metadata;
-					}
-					else if (ir.completed)
-					{
-						r.kind = RESULT_VALUE;
-						r.value = ir.output ? (const uint8 *) VARDATA(ir.output) : (const uint8 *) "";
-						r.value_len = ir.output ? VARSIZE(ir.output) - VARHDRSZ : 0;
-					}
+					/* Its result now, or void while it runs. */
+					(void) ended_with(target, &r);
 					add_runtime_notification(fx, l->notification_type, l->completion_id, &r);
 				}
 				return;
@@ -570,9 +573,10 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 			  FinishArgs *args)
 {
 	InvocationUpdate u = {0};
-	int			appended = list_length(fx->entries);
+	int			appended;
 	ListCell   *lc;
 
+	/* These may add the notifications that answer them at once. */
 	foreach(lc, fx->calls)
 		start_call(a, row, (OutgoingCall *) lfirst(lc), fx);
 	foreach(lc, fx->lookups)

@@ -70,17 +70,25 @@ invocation_status(const char *invocation_id, const char *what)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* Encoded bytes as a bytea. */
+static bytea *
+as_bytea(const uint8 *raw, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), raw, len);
+	return b;
+}
+
 /* The SignalNotification for the queue, as a bytea. */
 static bytea *
 signal_notification_bytea(uint32 index, const char *name, const NotificationResult *result)
 {
 	size_t		len;
 	uint8	   *raw = protocol_signal_notification(index, name, result, &len);
-	bytea	   *b = palloc(VARHDRSZ + len);
 
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), raw, len);
-	return b;
+	return as_bytea(raw, len);
 }
 
 /*
@@ -380,9 +388,7 @@ durable_complete_promise(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(key);
 	values[2] = CStringGetTextDatum(name);
 	raw = protocol_completion_notification(0, &result, &len);
-	values[3] = PointerGetDatum(palloc(VARHDRSZ + len));
-	SET_VARSIZE(DatumGetPointer(values[3]), VARHDRSZ + len);
-	memcpy(VARDATA(DatumGetPointer(values[3])), raw, len);
+	values[3] = PointerGetDatum(as_bytea(raw, len));
 
 	/*
 	 * Queue first, then look: a completion queued earlier that a dispatcher
