@@ -65,7 +65,6 @@
 #include "journal_store.h"
 #include "lifecycle.h"
 #include "protocol.h"
-#include "protocol.pb-c.h"
 #include "shared_state.h"
 
 /* The edges of the state machine, as drawn in docs/architecture.md. */
@@ -892,24 +891,12 @@ static void
 fire_timer_fn(void *arg)
 {
 	DueTimer   *t = arg;
-	Wire__NotificationMessage n = WIRE__NOTIFICATION_MESSAGE__INIT;
-	Wire__Void v = WIRE__VOID__INIT;
+	NotificationResult done = {RESULT_VOID};
 	NewEntry	e = {0};
-	uint8	   *buf;
-	size_t		len;
-
-	n.id_case = WIRE__NOTIFICATION_MESSAGE__ID_COMPLETION_ID;
-	n.completion_id = t->completion_id;
-	n.result_case = WIRE__NOTIFICATION_MESSAGE__RESULT_VOID;
-	n.void_ = &v;
-	len = protobuf_c_message_get_packed_size(&n.base);
-	buf = palloc(Max(len, 1));
-	protobuf_c_message_pack(&n.base, buf);
 
 	e.type = MSG_SLEEP_COMPLETION;
 	e.completion_id = t->completion_id;
-	e.raw = buf;
-	e.len = len;
+	e.raw = protocol_completion_notification(t->completion_id, &done, &e.len);
 	store_delete_timer(t);
 	lifecycle_notify(t->invocation_id, &e);
 }
