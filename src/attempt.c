@@ -196,16 +196,10 @@ completion_seen(Attempt *a, uint32 completion_id, bool create)
  * Adds a stored journal entry to the request, and remembers what the
  * response will be checked against.
  */
-void
-attempt_add_journal_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
+static void
+note_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
 {
-	uint8		header[PROTOCOL_FRAME_HEADER_SIZE];
 	uint32		id;
-
-	frame_header_write(header, type, 0, (uint32) rawlen);
-	appendBinaryStringInfo(&a->journal_bytes, (char *) header, sizeof(header));
-	appendBinaryStringInfo(&a->journal_bytes, raw, rawlen);
-	a->known_entries++;
 
 	if (type == MSG_OUTPUT_COMMAND)
 		a->output_journaled = true;
@@ -219,6 +213,18 @@ attempt_add_journal_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
 	else if (MSG_IS_NOTIFICATION(type) &&
 			 scan_fields((const uint8 *) raw, rawlen, 1, 0, &id, NULL, NULL) && id != 0)
 		completion_seen(a, id, true)->completed = true;
+}
+
+void
+attempt_add_journal_entry(Attempt *a, uint16 type, const char *raw, int rawlen)
+{
+	uint8		header[PROTOCOL_FRAME_HEADER_SIZE];
+
+	frame_header_write(header, type, 0, (uint32) rawlen);
+	appendBinaryStringInfo(&a->journal_bytes, (char *) header, sizeof(header));
+	appendBinaryStringInfo(&a->journal_bytes, raw, rawlen);
+	a->known_entries++;
+	note_entry(a, type, raw, rawlen);
 }
 
 static void
@@ -345,14 +351,23 @@ attempt_start(Attempt *a)
 	a->transfer.owner = a;
 	frame_reader_init(&a->reader, a->cxt, (size_t) durable_max_message_size,
 					  (size_t) durable_max_response_size);
-	http_client_start_post(&a->transfer, a->url,
-						   http_version_from_text(a->http_version),
-						   a->request_headers,
-						   a->request.data, a->request.len,
-						   a->inactivity_timeout_ms, a->abort_timeout_ms,
-						   frame_reader_sink, &a->reader);
+	if (a->bidi)
+		http_client_start_stream(&a->transfer, a->url,
+								 http_version_from_text(a->http_version),
+								 a->request_headers,
+								 a->request.data, a->request.len,
+								 frame_reader_sink, &a->reader);
+	else
+		http_client_start_post(&a->transfer, a->url,
+							   http_version_from_text(a->http_version),
+							   a->request_headers,
+							   a->request.data, a->request.len,
+							   a->inactivity_timeout_ms, a->abort_timeout_ms,
+							   frame_reader_sink, &a->reader);
 	a->reader.other_charge = a->transfer.body_charged;
 	a->started = true;
+	a->last_activity = GetCurrentTimestamp();
+	a->journal_cursor = a->pending_cursor = a->known_entries;
 	MemoryContextSwitchTo(old);
 }
 
@@ -382,12 +397,17 @@ attempt_text(const char *data, size_t len)
 	return s;
 }
 
-/* What decoding has seen so far of the response. */
-typedef struct DecodeState
+/*
+ * What decoding has seen so far of the response.  It lives as long as the
+ * attempt (in its context): a streaming attempt is decoded a piece at a
+ * time.
+ */
+struct DecodeState
 {
+	MemoryContext cxt;
 	bool		output_seen;	/* in the journal or in this response */
 	List	   *state;			/* of StateWrite *: the object's state now */
-} DecodeState;
+};
 
 #define DECODE(type_, fn_, body_, len_, msg_type_) \
 	((type_ *) decode_or_error((ProtobufCMessage *) fn_(&protocol_allocator, (len_), (body_)), (msg_type_)))
@@ -448,6 +468,17 @@ set_transport_failure(Attempt *a, AttemptEffects *fx)
 		set_failure(fx, FAILURE_UNREACHABLE, -1, "%s", frame_reader_refusal_message(r));
 	else if (r->refusal != FRAME_READER_OK)
 		set_failure(fx, FAILURE_TOO_LARGE, -1, "%s", frame_reader_refusal_message(r));
+	else if (a->bidi && t->result == CURLE_OPERATION_TIMEDOUT && r->len > r->complete_offset)
+	{
+		/*
+		 * libcurl 7.88 does not report the end of an HTTP/2 response while
+		 * the request stream is still open, so a streamed response cut off
+		 * mid-message shows as silence once its request was ended.
+		 */
+		set_failure(fx, FAILURE_PROTOCOL_VIOLATION, -1,
+					"service stream stopped in the middle of a message (%zu bytes left over)",
+					r->len - r->complete_offset);
+	}
 	else if (t->result == CURLE_OPERATION_TIMEDOUT)
 		set_failure(fx, FAILURE_TIMEOUT, -1, "attempt timed out: %s",
 					t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
@@ -701,6 +732,7 @@ write_state(DecodeState *st, AttemptEffects *fx, StateWriteKind kind,
 {
 	StateWrite *w = palloc0(sizeof(StateWrite));
 	ListCell   *lc;
+	MemoryContext old;
 
 	w->kind = kind;
 	w->key = key;
@@ -708,23 +740,36 @@ write_state(DecodeState *st, AttemptEffects *fx, StateWriteKind kind,
 	w->len = len;
 	fx->state_writes = lappend(fx->state_writes, w);
 
+	/* The state as the handler sees it outlives this piece of the response. */
+	old = MemoryContextSwitchTo(st->cxt);
 	if (kind == STATE_WRITE_CLEAR_ALL)
-	{
 		st->state = NIL;
-		return;
-	}
-	foreach(lc, st->state)
+	else
 	{
-		StateWrite *s = lfirst(lc);
-
-		if (strcmp(s->key, key) == 0)
+		foreach(lc, st->state)
 		{
-			st->state = foreach_delete_current(st->state, lc);
-			break;
+			StateWrite *s = lfirst(lc);
+
+			if (strcmp(s->key, key) == 0)
+			{
+				st->state = foreach_delete_current(st->state, lc);
+				break;
+			}
+		}
+		if (kind == STATE_WRITE_SET)
+		{
+			StateWrite *kept = palloc0(sizeof(StateWrite));
+			uint8	   *copy = palloc(Max(len, 1));
+
+			memcpy(copy, value, len);
+			kept->kind = kind;
+			kept->key = pstrdup(key);
+			kept->value = copy;
+			kept->len = len;
+			st->state = lappend(st->state, kept);
 		}
 	}
-	if (kind == STATE_WRITE_SET)
-		st->state = lappend(st->state, w);
+	MemoryContextSwitchTo(old);
 }
 
 static StateWrite *
@@ -1189,16 +1234,55 @@ printable(const char *data, size_t len)
 	return s.data;
 }
 
+/* The decoding state of an attempt, made on first use. */
+static DecodeState *
+decode_state(Attempt *a)
+{
+	DecodeState *st;
+	ListCell   *lc;
+	MemoryContext old;
+
+	if (a->decode != NULL)
+		return a->decode;
+
+	old = MemoryContextSwitchTo(a->cxt);
+	st = palloc0(sizeof(DecodeState));
+	st->cxt = a->cxt;
+	st->output_seen = a->output_journaled;
+	/* The state the handler started with, for lazy reads. */
+	foreach(lc, a->state_entries)
+	{
+		Wire__StartMessage__StateEntry *e = lfirst(lc);
+		StateWrite *w = palloc0(sizeof(StateWrite));
+
+		w->kind = STATE_WRITE_SET;
+		w->key = pnstrdup((const char *) e->key.data, e->key.len);
+		w->value = e->value.data;
+		w->len = e->value.len;
+		st->state = lappend(st->state, w);
+	}
+	a->decode = st;
+	MemoryContextSwitchTo(old);
+	return st;
+}
+
+bool
+attempt_has_news(const Attempt *a)
+{
+	return a->transfer.finished ||
+		(a->started && a->reader.complete_frames > a->frames_decoded);
+}
+
 void
 attempt_decode_response(Attempt *a, AttemptEffects *fx)
 {
 	HttpTransfer *t = &a->transfer;
 	FrameReader *r = &a->reader;
-	DecodeState st = {0};
-	size_t		offset = 0;
-	ListCell   *lc;
+	DecodeState *st;
+	size_t		offset;
 
 	memset(fx, 0, sizeof(AttemptEffects));
+	fx->end = ATTEMPT_END_NONE;
 	fx->retry_delay_ms = -1;
 
 	if (!a->started)
@@ -1209,8 +1293,11 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 	}
 	Assert(r->complete_offset <= r->len);
 
+	/* Headers come before any frame, so a stream that has frames has them. */
 	if (!t->status_ok)
 	{
+		if (!t->finished)
+			return;
 		if (t->status == 0)
 			set_transport_failure(a, fx);
 		else
@@ -1220,6 +1307,7 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 	}
 
 	/* A response in another format cannot be trusted to mean anything. */
+	if (!a->content_type_checked)
 	{
 		char	   *ct = NULL;
 
@@ -1232,22 +1320,17 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 						ct ? printable(ct, strlen(ct)) : "", a->expected_content_type);
 			return;
 		}
+		a->content_type_checked = true;
 	}
 
-	/* The state the handler started with, for lazy reads. */
-	st.output_seen = a->output_journaled;
-	foreach(lc, a->state_entries)
-	{
-		Wire__StartMessage__StateEntry *e = lfirst(lc);
-		StateWrite *s = palloc0(sizeof(StateWrite));
+	st = decode_state(a);
 
-		s->kind = STATE_WRITE_SET;
-		s->key = pnstrdup((const char *) e->key.data, e->key.len);
-		s->value = e->value.data;
-		s->len = e->value.len;
-		st.state = lappend(st.state, s);
-	}
+	/* What the last piece decoded is no longer referenced: drop it. */
+	frame_reader_discard(r, a->decoded_bytes);
+	a->decoded_bytes = 0;
+	a->frames_decoded = r->complete_frames;
 
+	offset = 0;
 	while (offset < r->complete_offset)
 	{
 		uint16		type;
@@ -1257,10 +1340,82 @@ attempt_decode_response(Attempt *a, AttemptEffects *fx)
 
 		frame_header_read(frame, &type, &flags, &len);
 		offset += PROTOCOL_FRAME_HEADER_SIZE + len;
-		if (decode_message(a, &st, fx, type, frame + PROTOCOL_FRAME_HEADER_SIZE, len))
+		if (decode_message(a, st, fx, type, frame + PROTOCOL_FRAME_HEADER_SIZE, len))
 			return;
 	}
+	a->decoded_bytes = offset;
 
 	/* Complete messages were decoded; the stream still broke. */
-	set_transport_failure(a, fx);
+	if (t->finished)
+		set_transport_failure(a, fx);
+}
+
+/* ----------------------------------------------------------------------
+ * Streaming: notifications sent while the attempt runs
+ * ----------------------------------------------------------------------
+ */
+
+void
+attempt_queue_notification(Attempt *a, uint16 type, const char *raw, int rawlen)
+{
+	MemoryContext old = MemoryContextSwitchTo(a->cxt);
+	uint8		header[PROTOCOL_FRAME_HEADER_SIZE];
+
+	Assert(a->bidi && MSG_IS_NOTIFICATION(type));
+	if (a->outgoing.data == NULL)
+		initStringInfo(&a->outgoing);
+	frame_header_write(header, type, 0, (uint32) rawlen);
+	appendBinaryStringInfo(&a->outgoing, (char *) header, sizeof(header));
+	appendBinaryStringInfo(&a->outgoing, raw, rawlen);
+	MemoryContextSwitchTo(old);
+}
+
+void
+attempt_discard_queued(Attempt *a)
+{
+	if (a->outgoing.data != NULL)
+		resetStringInfo(&a->outgoing);
+	a->pending_cursor = a->journal_cursor;
+}
+
+bool
+attempt_send_queued(Attempt *a)
+{
+	bool		sent = false;
+
+	if (a->outgoing.data != NULL && a->outgoing.len > 0)
+	{
+		const char *p = a->outgoing.data;
+		const char *end = p + a->outgoing.len;
+
+		/* What the service now knows counts as journal it was sent. */
+		while (p < end)
+		{
+			uint16		type;
+			uint16		flags;
+			uint32		len;
+
+			frame_header_read((const uint8 *) p, &type, &flags, &len);
+			note_entry(a, type, p + PROTOCOL_FRAME_HEADER_SIZE, (int) len);
+			p += PROTOCOL_FRAME_HEADER_SIZE + len;
+		}
+		http_client_stream_send(&a->transfer, a->outgoing.data, a->outgoing.len);
+		resetStringInfo(&a->outgoing);
+		a->last_activity = GetCurrentTimestamp();
+		sent = true;
+	}
+	a->journal_cursor = a->pending_cursor;
+	return sent;
+}
+
+void
+attempt_close_input(Attempt *a)
+{
+	Assert(a->bidi);
+	if (a->input_closed)
+		return;
+	a->input_closed = true;
+	a->input_closed_at = GetCurrentTimestamp();
+	if (a->started)
+		http_client_stream_close(&a->transfer);
 }

@@ -40,6 +40,8 @@ typedef struct RetryPolicy
 	bool		kill_on_max;	/* else pause */
 } RetryPolicy;
 
+typedef struct DecodeState DecodeState;
+
 typedef struct Attempt
 {
 	dlist_node	node;
@@ -86,6 +88,29 @@ typedef struct Attempt
 	HttpTransfer transfer;
 	FrameReader reader;			/* the response's frames */
 	bool		started;
+	bool		ended;			/* its effects are stored, or it failed */
+
+	/* Decoding, a piece at a time for a streaming attempt */
+	DecodeState *decode;
+	bool		content_type_checked;
+	int			frames_decoded; /* reader.complete_frames decoded so far */
+	size_t		decoded_bytes;	/* of the reader's buffer, to drop next time */
+
+	/*
+	 * BIDI_STREAM: the request stays open while the service runs.  Journal
+	 * notifications are sent as soon as they are committed; journal_cursor
+	 * is the index from which the journal may hold notifications the
+	 * service was not sent yet.  Until input_closed, durable may send; it
+	 * closes the request when the stream has been idle for
+	 * durable.stream_idle_timeout, so that the service suspends.
+	 */
+	bool		bidi;
+	int			journal_cursor;
+	int			pending_cursor; /* journal_cursor once outgoing is sent */
+	StringInfoData outgoing;	/* frames to send after commit */
+	TimestampTz last_activity;	/* last frame sent or received */
+	bool		input_closed;
+	TimestampTz input_closed_at;
 } Attempt;
 
 typedef struct CompletionSeen
@@ -209,6 +234,7 @@ typedef struct WaitSet
 /* How the attempt ended. */
 typedef enum AttemptEnd
 {
+	ATTEMPT_END_NONE,			/* a streaming attempt goes on */
 	ATTEMPT_END_COMPLETED,		/* Output + End */
 	ATTEMPT_END_SUSPENDED,		/* Suspension */
 	ATTEMPT_END_FAILED			/* Error, transport failure, bad stream */
@@ -256,12 +282,31 @@ extern void attempt_prepare_request(Attempt *a);
 extern void attempt_start(Attempt *a);
 
 /*
- * Decodes a finished attempt's whole response into effects (allocated in
- * the current memory context).  A response that breaks the protocol raises
- * an error (ERRCODE_PROTOCOL_VIOLATION, or ERRCODE_FEATURE_NOT_SUPPORTED
- * for commands durable does not implement yet): none of it may be stored.
+ * Decodes what arrived of an attempt's response since the last call into
+ * effects (allocated in the current memory context): for a finished
+ * request/response attempt, the whole response; for a streaming one, the
+ * messages that arrived since (fx->end ATTEMPT_END_NONE while it goes on).
+ * A response that breaks the protocol raises an error
+ * (ERRCODE_PROTOCOL_VIOLATION, or ERRCODE_FEATURE_NOT_SUPPORTED for
+ * commands durable does not implement yet): none of it may be stored.
  */
 extern void attempt_decode_response(Attempt *a, AttemptEffects *fx);
+
+/* Has the transfer finished, or did new messages arrive? */
+extern bool attempt_has_news(const Attempt *a);
+
+/*
+ * Streaming attempts.  A notification journaled for the invocation is
+ * queued (before commit) and sent after commit with attempt_send_queued
+ * (which returns whether anything was sent), or dropped with
+ * attempt_discard_queued if the transaction failed.
+ */
+extern void attempt_queue_notification(Attempt *a, uint16 type,
+									   const char *raw, int rawlen);
+extern bool attempt_send_queued(Attempt *a);
+extern void attempt_discard_queued(Attempt *a);
+/* Ends the request stream: the service suspends when it next waits. */
+extern void attempt_close_input(Attempt *a);
 
 /* Text from a service made safe for a text column (invalid UTF-8 escaped). */
 extern char *attempt_text(const char *data, size_t len);

@@ -74,13 +74,14 @@ static int	n_in_flight = 0;
 #define BUSY_RETRY_MS	50
 
 static TimestampTz next_wakeup = 0;
+static TimestampTz next_stream_check = 0;
 static TimestampTz last_cycle = 0;
 static TimestampTz last_release = 0;
 static MemoryContext attempts_cxt;
 
-/* Ids of the attempts in flight that are not in finished. */
+/* Ids of the attempts in flight that have not ended. */
 static List *
-live_attempt_ids(List *finished)
+live_attempt_ids(void)
 {
 	List	   *ids = NIL;
 	dlist_iter	iter;
@@ -89,10 +90,81 @@ live_attempt_ids(List *finished)
 	{
 		Attempt    *a = dlist_container(Attempt, node, iter.cur);
 
-		if (!list_member_ptr(finished, a))
+		if (!a->ended)
 			ids = lappend(ids, a->invocation_id);
 	}
 	return ids;
+}
+
+/* Streaming attempts that may still be sent notifications. */
+static List *
+open_streams(void)
+{
+	List	   *open = NIL;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &in_flight)
+	{
+		Attempt    *a = dlist_container(Attempt, node, iter.cur);
+
+		if (a->bidi && a->started && !a->ended && !a->input_closed &&
+			!a->transfer.finished)
+			open = lappend(open, a);
+	}
+	return open;
+}
+
+/*
+ * Watches the streaming attempts' clocks: one idle for
+ * durable.stream_idle_timeout (or its handler's inactivity timeout, if
+ * shorter) has its request ended, so that the service suspends when it next
+ * waits; one whose request has ended is aborted once it received nothing
+ * for the inactivity timeout or ran on for the abort timeout since.
+ * Returns when to look next (0: nothing to watch).
+ */
+static TimestampTz
+watch_streams(TimestampTz now)
+{
+	TimestampTz next = 0;
+	dlist_iter	iter;
+
+	dlist_foreach(iter, &in_flight)
+	{
+		Attempt    *a = dlist_container(Attempt, node, iter.cur);
+		TimestampTz due;
+
+		if (!a->bidi || !a->started || a->ended || a->transfer.finished)
+			continue;
+		if (!a->input_closed)
+		{
+			due = TimestampTzPlusMilliseconds(Max(a->last_activity, a->transfer.last_received),
+											  Min((long) durable_stream_idle_timeout_ms,
+												  a->inactivity_timeout_ms));
+			if (now >= due)
+				attempt_close_input(a);
+		}
+		if (a->input_closed)
+		{
+			TimestampTz silent = TimestampTzPlusMilliseconds(Max(a->input_closed_at,
+																 a->transfer.last_received),
+															 a->inactivity_timeout_ms);
+			TimestampTz aborted = TimestampTzPlusMilliseconds(a->input_closed_at,
+															  a->abort_timeout_ms);
+
+			due = Min(silent, aborted);
+			if (now >= due)
+			{
+				http_client_abort(&a->transfer, CURLE_OPERATION_TIMEDOUT,
+								  now >= silent ?
+								  "the service sent nothing for the inactivity timeout after it was asked to suspend" :
+								  "the service did not end its response within the abort timeout after it was asked to suspend");
+				continue;
+			}
+		}
+		if (next == 0 || due < next)
+			next = due;
+	}
+	return next;
 }
 
 /*
@@ -127,6 +199,7 @@ run_cycle(List *finished, List **completed_ids)
 	if (OidIsValid(ext))
 	{
 		int			n;
+		int			n_ended = 0;
 
 		foreach(lc, finished)
 		{
@@ -134,6 +207,8 @@ run_cycle(List *finished, List **completed_ids)
 
 			if (lifecycle_finish_attempt(a, my_slot))
 				*completed_ids = lappend(*completed_ids, a->invocation_id);
+			if (a->ended)
+				n_ended++;
 		}
 
 		*completed_ids = list_concat(*completed_ids, lifecycle_deliver_signals(1000));
@@ -144,7 +219,7 @@ run_cycle(List *finished, List **completed_ids)
 			GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_release, MAX_WAIT_MS))
 		{
 			n = lifecycle_release_orphans(my_slot, durable_workers,
-										  live_attempt_ids(finished));
+										  live_attempt_ids());
 			if (n > 0)
 				ereport(LOG,
 						(errmsg(released_once ?
@@ -160,7 +235,7 @@ run_cycle(List *finished, List **completed_ids)
 			}
 		}
 
-		capacity = durable_max_concurrent_invocations - (n_in_flight - list_length(finished));
+		capacity = durable_max_concurrent_invocations - (n_in_flight - n_ended);
 		/* Over the memory budget: let running attempts drain first. */
 		if (!http_client_has_room())
 			capacity = 0;
@@ -176,6 +251,9 @@ run_cycle(List *finished, List **completed_ids)
 		if (claimed == NIL && capacity > 0 && next_wakeup != 0 &&
 			next_wakeup <= GetCurrentTimestamp())
 			next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_RETRY_MS);
+
+		/* Last: what this transaction journaled for open streams too. */
+		lifecycle_queue_stream_notifications(open_streams());
 	}
 	else
 		next_wakeup = 0;
@@ -288,6 +366,8 @@ compute_timeout(void)
 	if (next_wakeup != 0 && next_wakeup < due &&
 		n_in_flight < durable_max_concurrent_invocations)
 		due = next_wakeup;
+	if (next_stream_check != 0 && next_stream_check < due)
+		due = next_stream_check;
 	if (now >= due)
 		return 0;
 	return Min((long) TimestampDifferenceMilliseconds(now, due) + 1, MAX_WAIT_MS);
@@ -404,17 +484,32 @@ dispatcher_main(Datum main_arg)
 		MemoryContextReset(loop_cxt);
 		old = MemoryContextSwitchTo(loop_cxt);
 
+		/* Marks finished transfers; attempts are collected below. */
 		while ((t = http_client_next_finished()) != NULL)
-			finished = lappend(finished, t->owner);
+			;
 		while (!dlist_is_empty(&unstarted))
 		{
 			Attempt    *a = dlist_container(Attempt, node, dlist_pop_head_node(&unstarted));
 
 			dlist_push_tail(&in_flight, &a->node);
-			finished = lappend(finished, a);
 		}
 
 		now = GetCurrentTimestamp();
+		next_stream_check = watch_streams(now);
+
+		/* Finished attempts, and streams on which new messages arrived. */
+		{
+			dlist_iter	iter;
+
+			dlist_foreach(iter, &in_flight)
+			{
+				Attempt    *a = dlist_container(Attempt, node, iter.cur);
+
+				if (attempt_has_news(a))
+					finished = lappend(finished, a);
+			}
+		}
+
 		if (now >= TimestampTzPlusMilliseconds(last_cycle, MAX_WAIT_MS) ||
 			(next_wakeup != 0 && now >= next_wakeup &&
 			 n_in_flight < durable_max_concurrent_invocations))
@@ -426,6 +521,7 @@ dispatcher_main(Datum main_arg)
 			bool		failed;
 			List	   *claimed = run_cycle_guarded(finished, &completed_ids, &failed);
 			ListCell   *lc;
+			dlist_mutable_iter miter;
 
 			need_cycle = false;
 			last_cycle = GetCurrentTimestamp();
@@ -434,8 +530,32 @@ dispatcher_main(Datum main_arg)
 
 			foreach(lc, completed_ids)
 				shared_state_announce_completion((const char *) lfirst(lc));
+
+			/*
+			 * After a failed cycle nothing of it was stored: the attempts it
+			 * handled are given up (their invocations are found again without
+			 * a live attempt), and what it queued for streams is not sent.
+			 */
 			foreach(lc, finished)
-				destroy_attempt((Attempt *) lfirst(lc));
+			{
+				Attempt    *a = (Attempt *) lfirst(lc);
+
+				if (a->ended || failed)
+					destroy_attempt(a);
+				else
+					a->last_activity = last_cycle;
+			}
+			dlist_foreach_modify(miter, &in_flight)
+			{
+				Attempt    *a = dlist_container(Attempt, node, miter.cur);
+
+				if (!a->bidi)
+					continue;
+				if (failed)
+					attempt_discard_queued(a);
+				else
+					(void) attempt_send_queued(a);
+			}
 
 			if (!OidIsValid(extension_oid) && !failed)
 				abandon_attempts();

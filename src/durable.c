@@ -37,6 +37,8 @@ int			durable_retry_max_attempts = 70;
 int			durable_retry_on_max_attempts = RETRY_EXHAUSTED_PAUSE;
 int			durable_inactivity_timeout_ms = 60000;
 int			durable_abort_timeout_ms = 600000;
+bool		durable_bidi = true;
+int			durable_stream_idle_timeout_ms = 1000;
 int			durable_discovery_timeout_ms = 10000;
 int			durable_max_message_size = 32 * 1024 * 1024;
 int			durable_max_journal_size = 256 * 1024 * 1024;
@@ -124,6 +126,20 @@ define_settings(void)
 							NULL,
 							&durable_abort_timeout_ms,
 							600000, 1000, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("durable.bidi",
+							 gettext_noop("Streams attempts to deployments whose manifest says BIDI_STREAM."),
+							 gettext_noop("Off: every attempt is one request and one response, as for REQUEST_RESPONSE deployments."),
+							 &durable_bidi,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.stream_idle_timeout",
+							gettext_noop("A streaming attempt on which nothing was sent or received for this long is asked to suspend."),
+							gettext_noop("durable ends its request stream; the service suspends once it waits for something."),
+							&durable_stream_idle_timeout_ms,
+							1000, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable.discovery_timeout",

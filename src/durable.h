@@ -32,6 +32,8 @@ extern double durable_retry_exponentiation_factor;
 extern int	durable_retry_max_attempts;
 extern int	durable_retry_on_max_attempts;
 extern int	durable_inactivity_timeout_ms;
+extern bool durable_bidi;
+extern int	durable_stream_idle_timeout_ms;
 extern int	durable_abort_timeout_ms;
 extern int	durable_discovery_timeout_ms;
 extern int	durable_max_message_size;

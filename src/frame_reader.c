@@ -213,6 +213,17 @@ frame_reader_sink(void *reader, const char *data, size_t len)
 }
 
 void
+frame_reader_discard(FrameReader *r, size_t n)
+{
+	Assert(n <= r->complete_offset);
+	if (n == 0)
+		return;
+	memmove(r->data, r->data + n, r->len - n);
+	r->len -= n;
+	r->complete_offset -= n;
+}
+
+void
 frame_reader_release(FrameReader *r)
 {
 	if (r->data != NULL)

@@ -37,7 +37,7 @@ typedef struct FrameReader
 
 	/* Frames in data[0 .. complete_offset) are whole. */
 	size_t		complete_offset;
-	int			complete_frames;
+	int			complete_frames;	/* since the start, discarded ones too */
 	bool		terminal;		/* a whole End, Suspension or Error arrived */
 
 	/*
@@ -73,6 +73,13 @@ extern void frame_reader_init(FrameReader *r, MemoryContext cxt,
  * an error, so that it may run inside a libcurl callback.
  */
 extern bool frame_reader_feed(FrameReader *r, const char *data, size_t len);
+
+/*
+ * Drops the first n bytes, which must be whole frames already decoded: a
+ * streaming response keeps only what is not decoded yet, so its limits
+ * apply to what is buffered at once.
+ */
+extern void frame_reader_discard(FrameReader *r, size_t n);
 
 /* Frees the buffer and gives its memory back to the budget. */
 extern void frame_reader_release(FrameReader *r);

@@ -225,6 +225,7 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 	size_t		len = size * nmemb;
 	size_t		taken;
 
+	t->last_received = GetCurrentTimestamp();
 	if (t->status == 0)
 	{
 		curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
@@ -246,17 +247,45 @@ write_callback(char *data, size_t size, size_t nmemb, void *userdata)
 	return taken;
 }
 
-void
-http_client_start_post(HttpTransfer *t, const char *url,
-					   HttpVersionChoice version,
-					   struct curl_slist *headers,
-					   const char *body, size_t body_len,
-					   long inactivity_timeout_ms,
-					   long abort_timeout_ms,
-					   HttpSink sink, void *sink_context)
+/*
+ * Feeds a streaming request's body to libcurl: body, then the queued
+ * bytes; when there is nothing more to send yet, pauses the upload until
+ * http_client_stream_send or http_client_stream_close.
+ */
+static size_t
+read_callback(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	HttpTransfer *t = (HttpTransfer *) userdata;
+	size_t		room = size * nitems;
+	size_t		n;
+
+	if (t->body_sent < t->body_len)
+	{
+		n = Min(room, t->body_len - t->body_sent);
+		memcpy(buffer, t->body + t->body_sent, n);
+		t->body_sent += n;
+		return n;
+	}
+	if (t->more_sent < (size_t) t->more.len)
+	{
+		n = Min(room, (size_t) t->more.len - t->more_sent);
+		memcpy(buffer, t->more.data + t->more_sent, n);
+		t->more_sent += n;
+		return n;
+	}
+	if (t->input_closed)
+		return 0;
+	t->upload_paused = true;
+	return CURL_READFUNC_PAUSE;
+}
+
+/* What every transfer shares; the caller adds the body and time limits. */
+static CURL *
+new_transfer(HttpTransfer *t, const char *url, HttpVersionChoice version,
+			 struct curl_slist *headers, const char *body, size_t body_len,
+			 HttpSink sink, void *sink_context)
 {
 	CURL	   *easy = curl_easy_init();
-	CURLMcode	rc;
 
 	if (easy == NULL)
 		ereport(ERROR, (errmsg("could not create a libcurl handle")));
@@ -278,11 +307,11 @@ http_client_start_post(HttpTransfer *t, const char *url,
 	t->finished = false;
 	t->result = CURLE_OK;
 	t->errbuf[0] = '\0';
+	t->streaming = false;
+	t->last_received = 0;
 
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	http_configure(easy, url, version);
 
@@ -291,27 +320,120 @@ http_client_start_post(HttpTransfer *t, const char *url,
 		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, abort_timeout_ms);
-	/* "Received nothing for this long" is libcurl's low-speed check. */
-	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, Max(1L, inactivity_timeout_ms / 1000));
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_callback);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, t);
 	if (getenv("DURABLE_CURL_VERBOSE"))
 		curl_easy_setopt(easy, CURLOPT_VERBOSE, 1L);
+	return easy;
+}
 
-	rc = curl_multi_add_handle(multi, easy);
+static void
+add_transfer(HttpTransfer *t)
+{
+	CURLMcode	rc = curl_multi_add_handle(multi, t->easy);
+
 	if (rc != CURLM_OK)
 	{
-		curl_easy_cleanup(easy);
+		curl_easy_cleanup(t->easy);
 		t->easy = NULL;
 		http_client_uncharge(t->body_charged);
 		t->body_charged = 0;
 		ereport(ERROR,
 				(errmsg("could not start HTTP request: %s", curl_multi_strerror(rc))));
 	}
+}
+
+void
+http_client_start_post(HttpTransfer *t, const char *url,
+					   HttpVersionChoice version,
+					   struct curl_slist *headers,
+					   const char *body, size_t body_len,
+					   long inactivity_timeout_ms,
+					   long abort_timeout_ms,
+					   HttpSink sink, void *sink_context)
+{
+	CURL	   *easy = new_transfer(t, url, version, headers, body, body_len,
+									sink, sink_context);
+
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, abort_timeout_ms);
+	/* "Received nothing for this long" is libcurl's low-speed check. */
+	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, Max(1L, inactivity_timeout_ms / 1000));
+	add_transfer(t);
+}
+
+void
+http_client_start_stream(HttpTransfer *t, const char *url,
+						 HttpVersionChoice version,
+						 struct curl_slist *headers,
+						 const char *body, size_t body_len,
+						 HttpSink sink, void *sink_context)
+{
+	CURL	   *easy = new_transfer(t, url, version, headers, body, body_len,
+									sink, sink_context);
+
+	t->streaming = true;
+	t->body_sent = 0;
+	initStringInfo(&t->more);
+	t->more_sent = 0;
+	t->input_closed = false;
+	t->upload_paused = false;
+	/* No length: the body ends when we say so. */
+	curl_easy_setopt(easy, CURLOPT_READFUNCTION, read_callback);
+	curl_easy_setopt(easy, CURLOPT_READDATA, t);
+	add_transfer(t);
+}
+
+/* Lets libcurl call read_callback again if it had paused the upload. */
+static void
+resume_upload(HttpTransfer *t)
+{
+	if (t->upload_paused && t->easy != NULL && !t->finished)
+	{
+		t->upload_paused = false;
+		curl_easy_pause(t->easy, CURLPAUSE_CONT);
+	}
+}
+
+void
+http_client_stream_send(HttpTransfer *t, const char *data, size_t len)
+{
+	Assert(t->streaming && !t->input_closed);
+	if (t->easy == NULL || t->finished)
+		return;
+	/* All sent: start the buffer over. */
+	if (t->more_sent == (size_t) t->more.len)
+	{
+		resetStringInfo(&t->more);
+		t->more_sent = 0;
+	}
+	appendBinaryStringInfo(&t->more, data, (int) len);
+	resume_upload(t);
+}
+
+void
+http_client_stream_close(HttpTransfer *t)
+{
+	Assert(t->streaming);
+	if (t->input_closed)
+		return;
+	t->input_closed = true;
+	resume_upload(t);
+}
+
+void
+http_client_abort(HttpTransfer *t, CURLcode result, const char *message)
+{
+	if (t->easy == NULL || t->finished)
+		return;
+	curl_multi_remove_handle(multi, t->easy);
+	t->finished = true;
+	t->result = result;
+	strlcpy(t->errbuf, message, sizeof(t->errbuf));
 }
 
 void

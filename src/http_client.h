@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
+#include "utils/timestamp.h"
 
 /*
  * Where the body of a 2xx response goes, as it arrives.  Returns how many
@@ -36,6 +37,18 @@ typedef struct HttpTransfer
 	size_t		body_len;
 	size_t		body_charged;	/* it and the transfer's own buffers, as
 								 * charged to the budget */
+
+	/*
+	 * A streaming request (http_client_start_stream): body first, then what
+	 * http_client_stream_send queues in more, until http_client_stream_close.
+	 */
+	bool		streaming;
+	size_t		body_sent;
+	StringInfoData more;
+	size_t		more_sent;
+	bool		input_closed;
+	bool		upload_paused;	/* libcurl waits for more to send */
+	TimestampTz last_received;	/* when response bytes last came; 0: never */
 
 	/* Response */
 	HttpSink	sink;
@@ -100,6 +113,32 @@ extern void http_client_start_post(HttpTransfer *t, const char *url,
 								   long inactivity_timeout_ms,
 								   long abort_timeout_ms,
 								   HttpSink sink, void *sink_context);
+
+/*
+ * Starts a POST whose body is a stream: body first, then whatever
+ * http_client_stream_send adds while the response comes in, until
+ * http_client_stream_close ends it (HTTP/2: one stream, both directions at
+ * once).  No time limits are set: the owner watches the stream and ends it
+ * with http_client_abort.
+ */
+extern void http_client_start_stream(HttpTransfer *t, const char *url,
+									 HttpVersionChoice version,
+									 struct curl_slist *headers,
+									 const char *body, size_t body_len,
+									 HttpSink sink, void *sink_context);
+
+/* Queues bytes on a streaming request's body and sends them. */
+extern void http_client_stream_send(HttpTransfer *t, const char *data, size_t len);
+
+/* Ends a streaming request's body; the response may go on. */
+extern void http_client_stream_close(HttpTransfer *t);
+
+/*
+ * Stops a transfer that is still running: it is finished with result
+ * (e.g. CURLE_OPERATION_TIMEDOUT) and message.  It is not returned by
+ * http_client_next_finished.
+ */
+extern void http_client_abort(HttpTransfer *t, CURLcode result, const char *message);
 
 /*
  * Releases the libcurl handle of a transfer, finished or not, and the

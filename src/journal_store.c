@@ -175,7 +175,8 @@ static StoredQuery q_claim = {
 	"       coalesce(durable._option_count(h.options, 'retryPolicyMaxAttempts'),"
 	"                durable._option_count(sv.options, 'retryPolicyMaxAttempts')),"
 	"       lower(coalesce(h.options ->> 'retryPolicyOnMaxAttempts',"
-	"                      sv.options ->> 'retryPolicyOnMaxAttempts'))"
+	"                      sv.options ->> 'retryPolicyOnMaxAttempts')),"
+	"       d.protocol_mode = 'BIDI_STREAM'"
 	"  FROM claimed c"
 	"  LEFT JOIN durable.deployment d ON d.id = c.pinned_deployment_id"
 	"  LEFT JOIN durable.service sv ON sv.name = c.service_name"
@@ -192,6 +193,15 @@ static StoredQuery q_load_state = {
 	"SELECT key, value FROM durable.state_entry "
 	"WHERE service_name = $1 AND service_key = $2 ORDER BY key",
 	2, {TEXTOID, TEXTOID}
+};
+static StoredQuery q_notifications_since = {
+	"SELECT c.ord::int4, j.index, j.entry_type, j.raw"
+	"  FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS c(id, idx, ord)"
+	"  JOIN durable.journal_entry j ON j.invocation_id = c.id AND j.index >= c.idx"
+	/* MSG_FIRST_NOTIFICATION and MSG_FIRST_CUSTOM (checked below) */
+	" WHERE j.entry_type >= 32768 AND j.entry_type < 64512"
+	" ORDER BY c.ord, j.index",
+	2, {TEXTARRAYOID, INT4ARRAYOID}
 };
 static StoredQuery q_release_orphans = {
 	"UPDATE durable.invocation SET status = '" STATUS_READY "', run_at = now(),"
@@ -382,7 +392,7 @@ static StoredQuery *all_queries[] = {
 	&q_add_promise_waiter, &q_take_promise_waiters, &q_queue_kill,
 	&q_lock, &q_update, &q_note_appended, &q_append, &q_set_state, &q_clear_state,
 	&q_clear_all_state, &q_add_timer, &q_delete_timers, &q_has_notification,
-	&q_claim_lock, &q_claim, &q_load_journal, &q_load_state, &q_release_orphans,
+	&q_claim_lock, &q_claim, &q_load_journal, &q_notifications_since, &q_load_state, &q_release_orphans,
 	&q_due_timers, &q_delete_timer, &q_postpone_timer, &q_queue_notification,
 	&q_due_signals, &q_delete_signal, &q_postpone_signal, &q_next_wakeup
 };
@@ -799,11 +809,52 @@ store_claim(int worker, int limit, MemoryContext attempt_parent,
 		on_max = get_text(tuple, desc, 18);
 		a->retry.kill_on_max = on_max ? strcmp(on_max, "kill") == 0 :
 			durable_retry_on_max_attempts == RETRY_EXHAUSTED_KILL;
+		/* Streams need HTTP/2: one request, both directions at once. */
+		d = SPI_getbinval(tuple, desc, 19, &isnull);
+		a->bidi = durable_bidi && !isnull && DatumGetBool(d) &&
+			http_version_from_text(a->http_version) != HTTP_VERSION_1_1;
 		MemoryContextSwitchTo(list_cxt);
 		attempts = lappend(attempts, a);
 		MemoryContextSwitchTo(old);
 	}
 	return attempts;
+}
+
+List *
+store_notifications_since(int n, const char **ids, const int *cursors)
+{
+	Datum	   *id_datums;
+	Datum	   *cursor_datums;
+	Datum		values[2];
+	List	   *result = NIL;
+
+	StaticAssertStmt(MSG_FIRST_NOTIFICATION == 32768 && MSG_FIRST_CUSTOM == 64512,
+					 "q_notifications_since names the notification range");
+	id_datums = palloc(sizeof(Datum) * Max(n, 1));
+	cursor_datums = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		id_datums[i] = CStringGetTextDatum(ids[i]);
+		cursor_datums[i] = Int32GetDatum(cursors[i]);
+	}
+	values[0] = PointerGetDatum(construct_array(id_datums, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(cursor_datums, n, INT4OID, 4, true, TYPALIGN_INT));
+	run(&q_notifications_since, values, NULL, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		StoredNotification *e = palloc(sizeof(StoredNotification));
+
+		e->which = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull)) - 1;
+		e->index = DatumGetInt32(SPI_getbinval(tuple, desc, 2, &isnull));
+		e->type = (uint16) DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull));
+		e->raw = DatumGetByteaPCopy(SPI_getbinval(tuple, desc, 4, &isnull));
+		result = lappend(result, e);
+	}
+	return result;
 }
 
 static void

@@ -191,6 +191,19 @@ extern List *store_claim(int worker, int limit, MemoryContext attempt_parent,
  */
 extern void store_load_attempt(Attempt *a, int64 max_bytes);
 
+/*
+ * The notifications in the journals of n invocations from index cursors[i]
+ * on, in journal order; which is the position of the invocation in ids.
+ */
+typedef struct StoredNotification
+{
+	int			which;
+	int			index;
+	uint16		type;
+	bytea	   *raw;
+} StoredNotification;
+extern List *store_notifications_since(int n, const char **ids, const int *cursors);
+
 /* Running invocations of this slot with no live attempt become ready. */
 extern int	store_release_orphans(int worker, int nworkers, List *live_ids);
 

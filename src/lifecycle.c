@@ -236,6 +236,7 @@ typedef struct FinishArgs
 	Attempt    *attempt;
 	int			slot;
 	FinishResult result;
+	bool		goes_on;		/* a streaming attempt that did not end */
 	/* for recording a failure */
 	int			code;
 	const char *message;
@@ -590,10 +591,21 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 	if (fx->signals != NIL)
 		shared_state_wake_dispatchers_at_commit();
 
+	/* A streaming attempt goes on: no transition, the journal grew. */
+	if (fx->end == ATTEMPT_END_NONE)
+	{
+		if (appended > 0)
+			store_note_appended(a->invocation_id, appended);
+		args->goes_on = true;
+		return;
+	}
+
 	u.appended = appended;
 	u.retry_count_since_last_stored_entry = appended > 0 ? 0 : -1;
 	switch (fx->end)
 	{
+		case ATTEMPT_END_NONE:
+			pg_unreachable();
 		case ATTEMPT_END_COMPLETED:
 			u.status = STATUS_COMPLETED;
 			u.completed = true;
@@ -684,7 +696,7 @@ release_fn(void *arg)
 static FinishResult
 record_failure(Attempt *a, int slot, int code, const char *message, bool retryable)
 {
-	FinishArgs	args = {a, slot, FINISH_OTHER, code, message, retryable};
+	FinishArgs	args = {a, slot, FINISH_OTHER, false, code, message, retryable};
 	ErrorData  *edata = in_subtransaction(record_failure_fn, &args);
 
 	if (edata == NULL)
@@ -705,9 +717,11 @@ record_failure(Attempt *a, int slot, int code, const char *message, bool retryab
 bool
 lifecycle_finish_attempt(Attempt *a, int slot)
 {
-	FinishArgs	args = {a, slot, FINISH_OTHER, 0, NULL, true};
+	FinishArgs	args = {a, slot, FINISH_OTHER, false, 0, NULL, true};
 	ErrorData  *edata;
 
+	/* Unless a streaming attempt goes on, this is its end. */
+	a->ended = true;
 	if (a->uri == NULL)
 		return record_failure(a, slot, FAILURE_NOT_FOUND,
 							  psprintf("service \"%s\" is no longer registered", a->service_name),
@@ -716,6 +730,8 @@ lifecycle_finish_attempt(Attempt *a, int slot)
 	edata = in_subtransaction(finish_fn, &args);
 	if (edata == NULL)
 	{
+		if (args.goes_on && args.result != FINISH_STALE)
+			a->ended = false;
 		if (args.result == FINISH_STALE)
 			ereport(LOG,
 					(errmsg("durable: discarded the response of an attempt of invocation %s, which is no longer running on this dispatcher",
@@ -864,7 +880,12 @@ append_notification(const char *invocation_id, const InvocationRow *row,
 		shared_state_wake_dispatchers_at_commit();
 	}
 	else
+	{
 		store_note_appended(invocation_id, 1);
+		/* A streaming attempt may be waiting for it: its dispatcher sends it. */
+		if (strcmp(row->status, STATUS_RUNNING) == 0)
+			shared_state_wake_dispatchers_at_commit();
+	}
 }
 
 void
@@ -1089,6 +1110,47 @@ lifecycle_fire_due_timers(int limit)
 			ereport(WARNING,
 					(errmsg("durable: could not postpone the timer %u of invocation %s: %s",
 							t->completion_id, t->invocation_id, edata->message)));
+	}
+}
+
+/*
+ * Queues on each streaming attempt the notifications its invocation's
+ * journal gained that its service was not sent yet (from its cursor on):
+ * those this dispatcher journaled in this transaction, and those other
+ * transactions committed.  They are sent after commit.
+ */
+void
+lifecycle_queue_stream_notifications(List *attempts)
+{
+	int			n = list_length(attempts);
+	const char **ids;
+	int		   *cursors;
+	Attempt   **which;
+	int			i = 0;
+	ListCell   *lc;
+
+	if (n == 0)
+		return;
+	ids = palloc(sizeof(char *) * n);
+	cursors = palloc(sizeof(int) * n);
+	which = palloc(sizeof(Attempt *) * n);
+	foreach(lc, attempts)
+	{
+		Attempt    *a = lfirst(lc);
+
+		ids[i] = a->invocation_id;
+		cursors[i] = a->journal_cursor;
+		which[i] = a;
+		i++;
+	}
+	foreach(lc, store_notifications_since(n, ids, cursors))
+	{
+		StoredNotification *e = lfirst(lc);
+		Attempt    *a = which[e->which];
+
+		attempt_queue_notification(a, e->type, VARDATA_ANY(e->raw),
+								   VARSIZE_ANY_EXHDR(e->raw));
+		a->pending_cursor = Max(a->pending_cursor, e->index + 1);
 	}
 }
 

@@ -36,9 +36,17 @@ extern List *lifecycle_claim(int slot, int limit, MemoryContext attempt_parent,
 
 /*
  * running -> completed | suspended | ready | backing-off | paused: applies
- * a finished attempt.  Returns true if the invocation completed.
+ * a finished attempt, or what a streaming attempt sent so far (the
+ * invocation stays running while it goes on).  Sets a->ended unless a
+ * streaming attempt goes on.  Returns true if the invocation completed.
  */
 extern bool lifecycle_finish_attempt(Attempt *a, int slot);
+
+/*
+ * Queues on streaming attempts the journal's notifications their services
+ * were not sent yet, to be sent after commit (attempt_send_queued).
+ */
+extern void lifecycle_queue_stream_notifications(List *attempts);
 
 /*
  * The notification path: appends a notification to an invocation's journal

@@ -8,6 +8,7 @@
 // TLS_PORT  optional HTTP/2-over-TLS server (ALPN "h2" only), BIDI_STREAM mode,
 //           same services; needs TLS_CERT and TLS_KEY (PEM files)
 // DURABLE_TEST_LOG  side-effect log (JSON lines), see effects.ts
+// DURABLE_TEST_LOG_REQUESTS=1  also log one line per invoke request
 // PID_FILE  optional, receives the process id
 //
 // All servers bind 127.0.0.1 only.  Prints "h1 <port>" (if H1_PORT is set),
@@ -43,6 +44,7 @@ type Handler = (req: Req, res: Res) => void;
 
 const INVOCATION_CT = "application/vnd.restate.invocation.v6";
 const MANIFEST_CT = "application/vnd.restate.endpointmanifest.v3+json";
+const LOG_REQUESTS = process.env.DURABLE_TEST_LOG_REQUESTS === "1";
 const HANG_MAX_MS = Number(process.env.MISBEHAVE_HANG_MAX_MS ?? 30 * 60 * 1000);
 
 // ---------------------------------------------------------------- logging
@@ -485,6 +487,11 @@ function route(req: Req, res: Res): void {
 
   if (req.method === "POST") {
     const m = /\/invoke\/(.+)$/.exec(path);
+    // One line per invocation attempt (HTTP request), when asked for: how
+    // many requests an invocation took (one per attempt in request/response
+    // mode, one in all for a streamed one that never suspended).
+    if (m && LOG_REQUESTS)
+      writeLine({ request: m[1], invocation: req.headers["x-restate-invocation-id"] ?? null, ts: Date.now() });
     const rule = m ? takeRule(m[1]) : undefined;
     if (rule) return misbehave(rule, path, req, res);
   }

@@ -62,7 +62,7 @@ sub run_misbehaving
 
 run_misbehaving('garbage', 2, qr/unexpected message type 0x03FF.*\(code 571\)/);
 run_misbehaving('truncate', 2,
-	qr/ended in the middle of a message.*\(code 571\)/);
+	qr/(?:ended|stopped) in the middle of a message.*\(code 571\)/);
 run_misbehaving('http500', 2, qr/HTTP 500.*misbehave: http500.*\(code 500\)/);
 run_misbehaving('oversize', 2,
 	qr/1073741824 bytes, more than durable.max_message_size.*\(code 413\)/);

@@ -17,7 +17,11 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DurableTest;
 
-my $node = new_durable_node('main');
+# A streamed response cut off mid-message is noticed only once the
+# inactivity timeout passes after durable ended its request (libcurl does not
+# report the end of an HTTP/2 response while the request is still open):
+# keep that short.
+my $node = new_durable_node('main', 'durable.inactivity_timeout' => '3s');
 my $svc = start_service();
 register_service($node, $svc);
 
@@ -68,7 +72,7 @@ my $echo = sub { qq{{"mode": "$_[0]"}} };
 run_misbehaving('garbage', 2, qr/unexpected message type 0x03FF.*\(code 571\)/,
 	$echo->('garbage'));
 run_misbehaving('truncate', 2,
-	qr/ended in the middle of a message.*\(code 571\)/, $echo->('truncate'));
+	qr/(?:ended|stopped) in the middle of a message.*\(code 571\)/, $echo->('truncate'));
 run_misbehaving('huge_frame', 2,
 	qr/4294967295 bytes, more than durable.max_message_size.*\(code 413\)/,
 	$echo->('huge_frame'));

@@ -254,6 +254,21 @@ sub scenario
 	return;
 }
 
+# Restate's suite runs the scenarios tagged "only-always-suspending" only
+# against a runtime that makes the service suspend whenever it waits (its
+# inactivity timeout at zero), so that every step is replayed by a new
+# attempt.  durable's equivalent: no streaming (durable.bidi = off), one
+# request per attempt.
+sub always_suspending
+{
+	my ($body) = @_;
+	return sub {
+		query(q{ALTER SYSTEM SET durable.bidi = off; SELECT pg_reload_conf()});
+		$body->();
+		query(q{ALTER SYSTEM RESET durable.bidi; SELECT pg_reload_conf()});
+	};
+}
+
 # ---------------------------------------------------------------- scenarios
 
 # State: Counter add, add through Proxy/oneWayCall, MapObject clearAll.
@@ -1133,7 +1148,7 @@ foreach my $t (@transports)
 	scenario('State', \&scenario_state);
 	scenario('UserErrors', \&scenario_user_errors);
 	scenario('RunRetry', \&scenario_run_retry);
-	scenario('RunFlush', \&scenario_run_flush);
+	scenario('RunFlush', always_suspending(\&scenario_run_flush));
 	scenario('Sleep', \&scenario_sleep);
 	if ($svc)
 	{
@@ -1147,7 +1162,7 @@ foreach my $t (@transports)
 	scenario('KillInvocation', \&scenario_kill_invocation);
 	scenario('WorkflowAPI', \&scenario_workflow);
 	scenario('Ingress', \&scenario_ingress);
-	scenario('NonDeterminismErrors', \&scenario_non_determinism);
+	scenario('NonDeterminismErrors', always_suspending(\&scenario_non_determinism));
 	scenario('KillRuntime', sub { scenario_restart('kill') });
 	scenario('StopRuntime', sub { scenario_restart('fast') });
 	scenario('StopRuntime (immediate)', sub { scenario_restart('immediate') });

@@ -57,6 +57,7 @@ our @EXPORT = qw(
   register_service
   misbehave
   effects
+  invoke_requests
   step_executions
   wait_for
   wait_for_completion
@@ -121,8 +122,9 @@ Starts test/services/server.ts.  Options: port (default: a free port from
 PostgreSQL::Test::Cluster::get_free_port; 0 lets the service choose), h1
 (true to also serve HTTP/1.1, on h1_port or else another free port), log
 (the side-effect log; default a new file in the log directory), script (the
-server to run, relative to the repository; default test/services/server.ts).
-Waits for
+server to run, relative to the repository; default test/services/server.ts),
+requests (true: the log gets a line per invoke request, see
+invoke_requests).  Waits for
 "ready <port>" and returns a hash reference with pid, port, uri, log and,
 with h1, h1_port and h1_uri.
 
@@ -145,6 +147,7 @@ sub start_service
 		  // ($opts{h1} ? PostgreSQL::Test::Cluster::get_free_port() : undef),
 		log => $opts{log} // _new_effects_log(),
 		script => $opts{script} // 'test/services/server.ts',
+		log_requests => $opts{requests} ? 1 : 0,
 	};
 	_spawn_service($svc);
 	return $svc;
@@ -223,6 +226,7 @@ sub _spawn_service
 			delete $ENV{H1_PORT};
 		}
 		$ENV{DURABLE_TEST_LOG} = $svc->{log};
+		$ENV{DURABLE_TEST_LOG_REQUESTS} = $svc->{log_requests} ? '1' : '0';
 		$ENV{PID_FILE} = $pidfile;
 		if (   open(STDIN, '<', '/dev/null')
 			&& open(STDOUT, '>', $out)
@@ -394,6 +398,11 @@ sub misbehave
 The side-effect log as a list of hash references (one per JSON line; a line
 torn by kill -9 is skipped).
 
+=item invoke_requests($log, $id)
+
+How many HTTP requests (attempts) invocation $id sent to a service started
+with requests => 1.
+
 =item step_executions($log, $svc, $handler)
 
 Counts executions in the log: returns a hash reference
@@ -417,6 +426,14 @@ sub effects
 	}
 	close $fh;
 	return @entries;
+}
+
+sub invoke_requests
+{
+	my ($log, $id) = @_;
+
+	return scalar grep { defined $_->{request} && ($_->{invocation} // '') eq $id }
+	  effects($log);
 }
 
 sub step_executions
