@@ -5,14 +5,17 @@
  *	  plus the whole journal) and the decoding of the service's answer into
  *	  a list of effects.
  *
- * Attempts run in request/response mode: the request body carries Start
- * and every journaled entry, then ends; the service replays, runs until it
+ * The request body carries Start and every journaled entry.  In
+ * request/response mode it ends there; the service replays, runs until it
  * needs something it does not have, and answers with new commands followed
- * by End, Suspension or Error.  The answer is decoded whole, strictly in
- * order, and checked against the journal it was sent: a run result must
- * belong to a Run command that has none yet, nothing may follow Output, and
- * no command may reuse a completion id.  A response that breaks these rules
- * raises an error, so that none of it is stored.
+ * by End, Suspension or Error.  In streaming mode (BIDI_STREAM) it stays
+ * open: notifications are queued on it as they are committed, and the
+ * answer is decoded a piece at a time as it arrives.  Either way the answer
+ * is decoded strictly in order and checked against the journal the service
+ * knows: a run result must belong to a Run command that has none yet,
+ * nothing may follow Output, and no command may reuse a completion id.  A
+ * piece that breaks these rules raises an error, so that none of it is
+ * stored.
  *
  * Nothing here touches a table; lifecycle.c turns the effects into status
  * transitions and journal_store.c stores them.

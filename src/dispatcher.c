@@ -6,12 +6,17 @@
  *
  * Each dispatcher runs a single event loop.  One iteration:
  *
- *	1. collect the attempts whose HTTP transfer finished;
+ *	1. collect the attempts whose HTTP transfer finished, and the streaming
+ *	   attempts on which new messages arrived; end the request of streams
+ *	   idle for durable.stream_idle_timeout;
  *	2. in ONE short transaction (lifecycle.c does the work, one
- *	   subtransaction per invocation): apply every finished attempt, journal
- *	   due timers, release running invocations of this slot that have no
- *	   live attempt, claim new runnable invocations and load their journals;
- *	3. after commit, start the HTTP requests of the claimed attempts;
+ *	   subtransaction per invocation): apply them, journal due timers,
+ *	   deliver queued notifications, release running invocations of this
+ *	   slot that have no live attempt, claim new runnable invocations and
+ *	   load their journals, and look up the notifications open streams were
+ *	   not sent yet;
+ *	3. after commit, send those notifications on their streams and start
+ *	   the HTTP requests of the claimed attempts;
  *	4. sleep on the latch, postmaster death and libcurl's sockets/timers,
  *	   at most a second.
  *
@@ -96,19 +101,36 @@ live_attempt_ids(void)
 	return ids;
 }
 
-/* Streaming attempts that may still be sent notifications. */
+static bool
+stream_is_open(const Attempt *a)
+{
+	return a->bidi && a->started && !a->ended && !a->input_closed &&
+		!a->transfer.finished;
+}
+
+/*
+ * Streaming attempts that may still be sent notifications: all of them, or
+ * those of the list given.
+ */
 static List *
-open_streams(void)
+open_streams(List *among, bool all)
 {
 	List	   *open = NIL;
 	dlist_iter	iter;
+	ListCell   *lc;
 
+	if (!all)
+	{
+		foreach(lc, among)
+			if (stream_is_open((Attempt *) lfirst(lc)))
+				open = lappend(open, lfirst(lc));
+		return open;
+	}
 	dlist_foreach(iter, &in_flight)
 	{
 		Attempt    *a = dlist_container(Attempt, node, iter.cur);
 
-		if (a->bidi && a->started && !a->ended && !a->input_closed &&
-			!a->transfer.finished)
+		if (stream_is_open(a))
 			open = lappend(open, a);
 	}
 	return open;
@@ -168,12 +190,17 @@ watch_streams(TimestampTz now)
 }
 
 /*
- * One transaction: apply finished attempts, fire due timers, release lost
- * attempts, claim new work.  Returns the claimed attempts, to be started
- * after commit; completed_ids receives the ids of completed invocations.
+ * One transaction: apply finished attempts (and what streams sent so far),
+ * deliver queued notifications, fire due timers, release lost attempts,
+ * claim new work.  Returns the claimed attempts, to be started after
+ * commit; completed_ids receives the ids of completed invocations.
+ *
+ * A turn that only applies what streams sent (nobody woke us, nothing fell
+ * due, no attempt ended) skips the rest: with many streams open, most
+ * turns are such turns, and the rest costs several statements each.
  */
 static List *
-run_cycle(List *finished, List **completed_ids)
+run_cycle(List *finished, bool housekeeping, List **completed_ids)
 {
 	List	   *claimed = NIL;
 	ListCell   *lc;
@@ -211,12 +238,16 @@ run_cycle(List *finished, List **completed_ids)
 				n_ended++;
 		}
 
-		*completed_ids = list_concat(*completed_ids, lifecycle_deliver_signals(1000));
-		lifecycle_fire_due_timers(1000);
+		if (housekeeping)
+		{
+			*completed_ids = list_concat(*completed_ids, lifecycle_deliver_signals(1000));
+			lifecycle_fire_due_timers(1000);
+		}
 
 		/* Once a second is plenty: lost attempts are rare. */
-		if (!released_once ||
-			GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_release, MAX_WAIT_MS))
+		if (housekeeping &&
+			(!released_once ||
+			 GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_release, MAX_WAIT_MS)))
 		{
 			n = lifecycle_release_orphans(my_slot, durable_workers,
 										  live_attempt_ids());
@@ -235,25 +266,33 @@ run_cycle(List *finished, List **completed_ids)
 			}
 		}
 
-		capacity = durable_max_concurrent_invocations - (n_in_flight - n_ended);
-		/* Over the memory budget: let running attempts drain first. */
-		if (!http_client_has_room())
-			capacity = 0;
-		if (capacity > 0)
-			claimed = lifecycle_claim(my_slot, capacity, attempts_cxt, loop_cxt);
-		next_wakeup = lifecycle_next_wakeup();
+		/* An attempt that ended left room for another. */
+		if (housekeeping || n_ended > 0)
+		{
+			capacity = durable_max_concurrent_invocations - (n_in_flight - n_ended);
+			/* Over the memory budget: let running attempts drain first. */
+			if (!http_client_has_room())
+				capacity = 0;
+			if (capacity > 0)
+				claimed = lifecycle_claim(my_slot, capacity, attempts_cxt, loop_cxt);
+			next_wakeup = lifecycle_next_wakeup();
+
+			/*
+			 * Something is due but nothing could be claimed: it is claimed by
+			 * another dispatcher right now, or its key's state is being
+			 * changed from SQL (durable.set_state).  Look again shortly, not
+			 * at once.
+			 */
+			if (claimed == NIL && capacity > 0 && next_wakeup != 0 &&
+				next_wakeup <= GetCurrentTimestamp())
+				next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_RETRY_MS);
+		}
 
 		/*
-		 * Something is due but nothing could be claimed: it is claimed by
-		 * another dispatcher right now, or its key's state is being changed
-		 * from SQL (durable.set_state).  Look again shortly, not at once.
+		 * Last: what this transaction journaled for open streams, and, when
+		 * we were woken, what other transactions did.
 		 */
-		if (claimed == NIL && capacity > 0 && next_wakeup != 0 &&
-			next_wakeup <= GetCurrentTimestamp())
-			next_wakeup = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), BUSY_RETRY_MS);
-
-		/* Last: what this transaction journaled for open streams too. */
-		lifecycle_queue_stream_notifications(open_streams());
+		lifecycle_queue_stream_notifications(open_streams(finished, housekeeping));
 	}
 	else
 		next_wakeup = 0;
@@ -272,7 +311,8 @@ run_cycle(List *finished, List **completed_ids)
  * is logged and rolled back instead of ending the process.
  */
 static List *
-run_cycle_guarded(List *finished, List **completed_ids, bool *failed)
+run_cycle_guarded(List *finished, bool housekeeping, List **completed_ids,
+				  bool *failed)
 {
 	MemoryContext loop_cxt = CurrentMemoryContext;
 	List	   *volatile claimed = NIL;
@@ -280,7 +320,7 @@ run_cycle_guarded(List *finished, List **completed_ids, bool *failed)
 	*failed = false;
 	PG_TRY();
 	{
-		claimed = run_cycle(finished, completed_ids);
+		claimed = run_cycle(finished, housekeeping, completed_ids);
 	}
 	PG_CATCH();
 	{
@@ -519,7 +559,8 @@ dispatcher_main(Datum main_arg)
 		{
 			List	   *completed_ids = NIL;
 			bool		failed;
-			List	   *claimed = run_cycle_guarded(finished, &completed_ids, &failed);
+			List	   *claimed = run_cycle_guarded(finished, need_cycle,
+													&completed_ids, &failed);
 			ListCell   *lc;
 			dlist_mutable_iter miter;
 
