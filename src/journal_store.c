@@ -196,10 +196,17 @@ static StoredQuery q_load_state = {
 };
 static StoredQuery q_notifications_since = {
 	"SELECT c.ord::int4, j.index, j.entry_type, j.raw"
-	"  FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS c(id, idx, ord)"
-	"  JOIN durable.journal_entry j ON j.invocation_id = c.id AND j.index >= c.idx"
+	"  FROM unnest($1::text[], $2::int4[]) WITH ORDINALITY AS c(id, idx, ord),"
+	/*
+	 * A lateral subquery that is not flattened (OFFSET 0): one index range
+	 * scan per stream.  Joined, the generic plan hashes the whole journal.
+	 */
+	"       LATERAL (SELECT e.index, e.entry_type, e.raw"
+	"                  FROM durable.journal_entry e"
+	"                 WHERE e.invocation_id = c.id AND e.index >= c.idx"
 	/* MSG_FIRST_NOTIFICATION and MSG_FIRST_CUSTOM (checked below) */
-	" WHERE j.entry_type >= 32768 AND j.entry_type < 64512"
+	"                   AND e.entry_type >= 32768 AND e.entry_type < 64512"
+	"                OFFSET 0) j"
 	" ORDER BY c.ord, j.index",
 	2, {TEXTARRAYOID, INT4ARRAYOID}
 };
@@ -402,7 +409,15 @@ plan_for(StoredQuery *q)
 {
 	if (q->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(q->sql, q->nargs, q->argtypes);
+		/*
+		 * Generic plans, made once: the dispatcher runs these statements
+		 * many times a second with different values, and planning each
+		 * execution anew (which the plan cache does when a custom plan
+		 * looks cheaper) cost more than running them.  Each statement is
+		 * written so that its generic plan uses the indexes.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(q->sql, q->nargs, q->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
