@@ -237,6 +237,13 @@ run_cycle(List *finished, bool housekeeping, List **completed_ids)
 			if (a->ended)
 				n_ended++;
 		}
+		/* A stream's new timer: the turn that fires it must come in time. */
+		{
+			TimestampTz t = lifecycle_take_earliest_new_timer();
+
+			if (t != 0 && (next_wakeup == 0 || t < next_wakeup))
+				next_wakeup = t;
+		}
 
 		if (housekeeping)
 		{

@@ -20,13 +20,18 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/detoast.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/formatting.h"
+#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
 #include "constants.h"
@@ -162,20 +167,8 @@ static StoredQuery q_claim = {
 	"       d.http_version, d.protocol_version, c.random_seed,"
 	"       c.retry_count_since_last_stored_entry,"
 	"       (extract(epoch FROM clock_timestamp() - c.last_stored_entry_at) * 1000)::bigint,"
-	"       coalesce(durable._option_ms(h.options, 'inactivityTimeout'),"
-	"                durable._option_ms(sv.options, 'inactivityTimeout')),"
-	"       coalesce(durable._option_ms(h.options, 'abortTimeout'),"
-	"                durable._option_ms(sv.options, 'abortTimeout')),"
-	"       coalesce(durable._option_ms(h.options, 'retryPolicyInitialInterval'),"
-	"                durable._option_ms(sv.options, 'retryPolicyInitialInterval')),"
-	"       coalesce(durable._option_ms(h.options, 'retryPolicyMaxInterval'),"
-	"                durable._option_ms(sv.options, 'retryPolicyMaxInterval')),"
-	"       coalesce(durable._option_factor(h.options, 'retryPolicyExponentiationFactor'),"
-	"                durable._option_factor(sv.options, 'retryPolicyExponentiationFactor')),"
-	"       coalesce(durable._option_count(h.options, 'retryPolicyMaxAttempts'),"
-	"                durable._option_count(sv.options, 'retryPolicyMaxAttempts')),"
-	"       lower(coalesce(h.options ->> 'retryPolicyOnMaxAttempts',"
-	"                      sv.options ->> 'retryPolicyOnMaxAttempts')),"
+	/* The handler's and the service's options: read in C, see option_value */
+	"       h.options, sv.options,"
 	"       d.protocol_mode = 'BIDI_STREAM'"
 	"  FROM claimed c"
 	"  LEFT JOIN durable.deployment d ON d.id = c.pinned_deployment_id"
@@ -775,6 +768,96 @@ store_has_notification(const char *invocation_id, const WaitSet *waits)
 									  SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+static Jsonb *
+get_jsonb(HeapTuple tuple, TupleDesc desc, int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, col, &isnull);
+
+	return isnull ? NULL : DatumGetJsonbP(d);
+}
+
+typedef enum OptionKind
+{
+	OPTION_MS,					/* 0 .. 2^53-1, rounded */
+	OPTION_COUNT,				/* 0 .. 2^31-1, truncated */
+	OPTION_FACTOR				/* 1 .. 100 */
+} OptionKind;
+
+/* A number field of a manifest's options within range, or false. */
+static bool
+option_number(Jsonb *options, const char *field, OptionKind kind, double *value)
+{
+	JsonbValue *v;
+	double		x;
+
+	if (options == NULL || !JB_ROOT_IS_OBJECT(options))
+		return false;
+	v = getKeyJsonValueFromContainer(&options->root, field, strlen(field), NULL);
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+	x = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v->val.numeric)));
+	switch (kind)
+	{
+		case OPTION_MS:
+			if (!(x >= 0 && x <= 9007199254740991.0))
+				return false;
+			*value = round(x);
+			return true;
+		case OPTION_COUNT:
+			if (!(x >= 0 && x <= (double) PG_INT32_MAX))
+				return false;
+			*value = trunc(x);
+			return true;
+		case OPTION_FACTOR:
+			if (!(x >= 1 && x <= 100))
+				return false;
+			*value = x;
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A handler option from the manifest (discovery v2+), else the service's,
+ * else the setting's default: what durable._option_ms/_count/_factor
+ * compute in SQL, done here because the claim runs many times a second.
+ */
+static double
+option_value(Jsonb *handler, Jsonb *service, const char *field, OptionKind kind,
+			 double fallback)
+{
+	double		v;
+
+	if (option_number(handler, field, kind, &v) ||
+		option_number(service, field, kind, &v))
+		return v;
+	return fallback;
+}
+
+/* A string option of the handler, else of the service; NULL if neither. */
+static char *
+option_text(Jsonb *handler, Jsonb *service, const char *field)
+{
+	Jsonb	   *sources[2] = {handler, service};
+
+	for (int i = 0; i < 2; i++)
+	{
+		JsonbValue *v;
+
+		if (sources[i] == NULL || !JB_ROOT_IS_OBJECT(sources[i]))
+			continue;
+		v = getKeyJsonValueFromContainer(&sources[i]->root, field, strlen(field), NULL);
+		if (v != NULL && v->type == jbvString)
+			return pnstrdup(v->val.string.val, v->val.string.len);
+		/* Not a string: the SQL lookup would give its JSON text. */
+		if (v != NULL && v->type != jbvNull)
+			return pstrdup("");
+	}
+	return NULL;
+}
+
 List *
 store_claim(int worker, int limit, MemoryContext attempt_parent,
 			MemoryContext list_cxt)
@@ -794,6 +877,8 @@ store_claim(int worker, int limit, MemoryContext attempt_parent,
 		bool		isnull;
 		Datum		d;
 		char	   *on_max;
+		Jsonb	   *handler_options;
+		Jsonb	   *service_options;
 
 		a->invocation_id = get_text(tuple, desc, 1);
 		a->service_name = get_text(tuple, desc, 2);
@@ -809,23 +894,33 @@ store_claim(int worker, int limit, MemoryContext attempt_parent,
 			DatumGetInt32(SPI_getbinval(tuple, desc, 10, &isnull));
 		d = SPI_getbinval(tuple, desc, 11, &isnull);
 		a->ms_since_last_stored_entry = isnull ? 0 : Max(0, DatumGetInt64(d));
-		d = SPI_getbinval(tuple, desc, 12, &isnull);
-		a->inactivity_timeout_ms = isnull ? durable_inactivity_timeout_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 13, &isnull);
-		a->abort_timeout_ms = isnull ? durable_abort_timeout_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 14, &isnull);
-		a->retry.initial_interval_ms = isnull ? durable_retry_initial_interval_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 15, &isnull);
-		a->retry.max_interval_ms = isnull ? durable_retry_max_interval_ms : DatumGetInt64(d);
-		d = SPI_getbinval(tuple, desc, 16, &isnull);
-		a->retry.factor = isnull ? durable_retry_exponentiation_factor : DatumGetFloat8(d);
-		d = SPI_getbinval(tuple, desc, 17, &isnull);
-		a->retry.max_attempts = isnull ? durable_retry_max_attempts : DatumGetInt32(d);
-		on_max = get_text(tuple, desc, 18);
+		handler_options = get_jsonb(tuple, desc, 12);
+		service_options = get_jsonb(tuple, desc, 13);
+		a->inactivity_timeout_ms = (long)
+			option_value(handler_options, service_options, "inactivityTimeout",
+						 OPTION_MS, durable_inactivity_timeout_ms);
+		a->abort_timeout_ms = (long)
+			option_value(handler_options, service_options, "abortTimeout",
+						 OPTION_MS, durable_abort_timeout_ms);
+		a->retry.initial_interval_ms = (int64)
+			option_value(handler_options, service_options, "retryPolicyInitialInterval",
+						 OPTION_MS, durable_retry_initial_interval_ms);
+		a->retry.max_interval_ms = (int64)
+			option_value(handler_options, service_options, "retryPolicyMaxInterval",
+						 OPTION_MS, durable_retry_max_interval_ms);
+		a->retry.factor =
+			option_value(handler_options, service_options, "retryPolicyExponentiationFactor",
+						 OPTION_FACTOR, durable_retry_exponentiation_factor);
+		a->retry.max_attempts = (int)
+			option_value(handler_options, service_options, "retryPolicyMaxAttempts",
+						 OPTION_COUNT, durable_retry_max_attempts);
+		on_max = option_text(handler_options, service_options, "retryPolicyOnMaxAttempts");
+		if (on_max != NULL)
+			on_max = str_tolower(on_max, strlen(on_max), DEFAULT_COLLATION_OID);
 		a->retry.kill_on_max = on_max ? strcmp(on_max, "kill") == 0 :
 			durable_retry_on_max_attempts == RETRY_EXHAUSTED_KILL;
 		/* Streams need HTTP/2: one request, both directions at once. */
-		d = SPI_getbinval(tuple, desc, 19, &isnull);
+		d = SPI_getbinval(tuple, desc, 14, &isnull);
 		a->bidi = durable_bidi && !isnull && DatumGetBool(d) &&
 			http_version_from_text(a->http_version) != HTTP_VERSION_1_1;
 		MemoryContextSwitchTo(list_cxt);

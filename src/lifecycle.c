@@ -93,6 +93,9 @@ static const Transition transitions[] = {
 	{STATUS_PAUSED, STATUS_COMPLETED, "kill"},
 };
 
+/* The earliest timer journaled since lifecycle_take_earliest_new_timer. */
+static TimestampTz earliest_new_timer = 0;
+
 /* Shortest delay between two attempts, whatever a retry policy says. */
 #define MIN_RETRY_DELAY_MS	10
 
@@ -586,6 +589,13 @@ apply_effects(Attempt *a, const InvocationRow *row, AttemptEffects *fx,
 	if (fx->state_writes != NIL)
 		store_write_state(a->service_name, a->service_key, fx->state_writes);
 	store_add_timers(a->invocation_id, fx->timers);
+	foreach(lc, fx->timers)
+	{
+		TimestampTz at = ((NewTimer *) lfirst(lc))->wake_at;
+
+		if (at != DT_NOEND && (earliest_new_timer == 0 || at < earliest_new_timer))
+			earliest_new_timer = at;
+	}
 	foreach(lc, fx->signals)
 		(void) store_queue_signal((OutgoingSignal *) lfirst(lc));
 	if (fx->signals != NIL)
@@ -1163,6 +1173,15 @@ int
 lifecycle_release_orphans(int slot, int nworkers, List *live_ids)
 {
 	return store_release_orphans(slot, nworkers, live_ids);
+}
+
+TimestampTz
+lifecycle_take_earliest_new_timer(void)
+{
+	TimestampTz t = earliest_new_timer;
+
+	earliest_new_timer = 0;
+	return t;
 }
 
 TimestampTz

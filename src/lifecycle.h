@@ -72,6 +72,12 @@ extern void lifecycle_fire_due_timers(int limit);
  */
 extern int	lifecycle_release_orphans(int slot, int nworkers, List *live_ids);
 
+/*
+ * The earliest wake-up time of the timers journaled since the last call
+ * (0: none), for a loop turn that does not look up lifecycle_next_wakeup.
+ */
+extern TimestampTz lifecycle_take_earliest_new_timer(void);
+
 /* When something next becomes runnable by time alone; 0 if nothing. */
 extern TimestampTz lifecycle_next_wakeup(void);
 
