@@ -143,7 +143,7 @@ is($out, '"Hello app!"', 'a role with the rights calls through the pool');
 ($out, $err) = finish_psql(start_psql(q{SELECT durable.call('NoSuchService', 'greet', '"x"')}));
 like($err, qr/ERROR:  \w{5}: .*NoSuchService/, 'an error of send reaches the caller');
 my ($code) = $err =~ /ERROR:  (\w{5}):/;
-($out, my $send_err) = finish_psql(start_psql(q{SELECT durable.send('NoSuchService', 'greet', '"x"')}));
+($out, my $send_err) = finish_psql(start_psql(q{SELECT durable.send('NoSuchService', 'greet', '"x"'::jsonb)}));
 my ($send_code) = $send_err =~ /ERROR:  (\w{5}):/;
 is($code, $send_code, "with send's own SQLSTATE");
 is(submitter_pids(), $pool, 'errors did not stop a submitter');
@@ -152,7 +152,7 @@ is(submitter_pids(), $pool, 'errors did not stop a submitter');
 # An open transaction holds idempotency key k; calls with the same key block
 # in a submitter until it ends.
 my $holder = start_psql(
-	q{BEGIN; SELECT durable.send('Greeter', 'greet', '"k"', idempotency_key => 'k');
+	q{BEGIN; SELECT durable.send('Greeter', 'greet', '"k"'::jsonb, idempotency_key => 'k');
 	  SELECT pg_sleep(600);}, timeout => 700);
 ok(wait_for($node,
 		q{SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND wait_event = 'PgSleep'},
@@ -227,7 +227,7 @@ for my $h ($blocked, $holder, @busy)
 	}
 }
 ok($ended, 'every caller ended after kill -9 of a submitter (none hung)');
-like($node->log_content, qr/background worker "durable submitter \d" \(PID $victim\) was terminated by signal 9/,
+like(slurp_file($node->logfile), qr/background worker "durable submitter \d" \(PID $victim\) was terminated by signal 9/,
 	'the postmaster saw the submitter killed');
 ok(wait_for($node,
 		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'durable submitter'}, '2', 60),
