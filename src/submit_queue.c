@@ -100,7 +100,6 @@ typedef struct Submitter
 	pid_t		pid;
 	Oid			database;
 	pg_atomic_uint32 idle;		/* 1 while it sleeps and nobody woke it */
-	bool		connecting;		/* see submit_queue_connecting_flag */
 } Submitter;
 
 typedef struct SubmitQueue
@@ -437,15 +436,6 @@ submit_queue_attach_submitter(int index)
 	pg_write_barrier();
 	me->latch = MyLatch;
 	on_shmem_exit(report_exit, (Datum) 0);
-}
-
-bool *
-submit_queue_connecting_flag(int index)
-{
-	static bool local;
-
-	Assert(index >= 0 && index < DURABLE_MAX_SUBMITTERS);
-	return queue ? &queue->submitters[index].connecting : &local;
 }
 
 void

@@ -60,10 +60,4 @@ extern void submit_queue_report(const char *invocation_id, const ErrorData *edat
  */
 extern bool submit_queue_current_abandoned(void);
 
-/*
- * Whether the submitter of the given index found durable.database missing
- * when it last tried to connect; survives its restarts.
- */
-extern bool *submit_queue_connecting_flag(int index);
-
 #endif							/* DURABLE_SUBMIT_QUEUE_H */

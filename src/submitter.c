@@ -46,7 +46,6 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
-#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -62,13 +61,14 @@
 #include "utils/snapmgr.h"
 
 #include "durable.h"
+#include "shared_state.h"
 #include "submit_queue.h"
 #include "submitter.h"
 
 #define NARGS SUBMIT_NARGS
 
-/* How often a submitter waiting for durable.database looks for it. */
-#define DATABASE_POLL_MS 10000
+/* How often a starting submitter looks for a connected dispatcher. */
+#define DISPATCHER_POLL_MS 200
 
 /*
  * Runs durable.send with args in the current transaction, as role; returns
@@ -144,40 +144,27 @@ cancel_abandoned_request(SIGNAL_ARGS)
 }
 
 /*
- * Connects to durable.database.  When the last try found it missing (the
- * dispatchers report that), waits for it without a connection, looking
- * every DATABASE_POLL_MS, and exits to be restarted once it exists.
+ * Connects to durable.database once a dispatcher has connected to it: a
+ * missing database is then reported (once) by the dispatchers, and the
+ * submitters wait for it quietly, without a connection, instead of dying
+ * in a restart loop.
  */
 static void
-connect_to_database(int index)
+connect_to_database(void)
 {
-	bool	   *connecting = submit_queue_connecting_flag(index);
-
-	if (*connecting)
+	while (!shared_state_dispatcher_running())
 	{
-		BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-		for (;;)
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 DISPATCHER_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
 		{
-			bool		exists;
-
-			CHECK_FOR_INTERRUPTS();
-			StartTransactionCommand();
-			exists = OidIsValid(get_database_oid(durable_database, true));
-			CommitTransactionCommand();
-			if (exists)
-			{
-				*connecting = false;
-				proc_exit(1);
-			}
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 DATABASE_POLL_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
 		}
 	}
-
-	*connecting = true;
 	BackgroundWorkerInitializeConnection(durable_database, NULL, 0);
-	*connecting = false;
 }
 
 /* Runs one request in a transaction of its own and reports how it went. */
@@ -225,7 +212,7 @@ submitter_main(Datum main_arg)
 	pqsignal(SIGINT, cancel_abandoned_request);
 	BackgroundWorkerUnblockSignals();
 
-	connect_to_database(index);
+	connect_to_database();
 
 	/*
 	 * Name resolution must not depend on settings anyone else controls

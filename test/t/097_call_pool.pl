@@ -33,7 +33,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use DurableTest;
 
-my $node = new_durable_node('pool');
+# The test framework turns restart_after_crash off; part 5 needs it.
+my $node = new_durable_node('pool', restart_after_crash => 'on');
 my $svc = start_service();
 register_service($node, $svc);
 
@@ -227,7 +228,7 @@ for my $h ($blocked, $holder, @busy)
 	}
 }
 ok($ended, 'every caller ended after kill -9 of a submitter (none hung)');
-like(slurp_file($node->logfile), qr/background worker "durable submitter \d" \(PID $victim\) was terminated by signal 9/,
+like(slurp_file($node->logfile), qr/background worker "durable submitter" \(PID $victim\) was terminated by signal 9/,
 	'the postmaster saw the submitter killed');
 ok(wait_for($node,
 		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'durable submitter'}, '2', 60),
