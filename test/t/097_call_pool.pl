@@ -241,6 +241,8 @@ is(sql(q{SELECT count(*) FROM durable.invocation WHERE idempotency_key = 'k'}),
 # ---------------------------------------------------------------- 6. fallback
 sql(q{CREATE DATABASE other});
 $node->safe_psql('other', q{CREATE EXTENSION durable});
+$node->safe_psql('other',
+	"SELECT durable.register_deployment('" . service_uri($svc) . "')");
 ($out, $err) = finish_psql(start_psql(
 		q{SELECT durable.call('Greeter', 'greet', '"elsewhere"', timeout => '1 s')},
 		db => 'other'));
