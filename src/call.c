@@ -4,11 +4,12 @@
  *	  durable.call: durable.send committed on its own, then durable.await.
  *
  * durable.call is SECURITY INVOKER, and everything it does on the caller's
- * behalf is done with the caller's rights: the submitter worker runs
- * durable.send as the calling role (so EXECUTE on send is checked for it),
- * and the result is awaited by calling durable.await through SPI (so
- * EXECUTE on await is checked too).  A role therefore needs EXECUTE on
- * call, send and await.
+ * behalf is done with the caller's rights: a submitter (one of the pool's
+ * workers, or one started for this call; see submitter.c) runs
+ * durable.send as the calling role and commits it (so EXECUTE on send is
+ * checked for it), and the result is awaited by calling durable.await
+ * through SPI (so EXECUTE on await is checked too).  A role therefore needs
+ * EXECUTE on call, send and await.
  *
  * The one thing the caller cannot do itself is to look for an uncommitted
  * invocation of its own transaction with the same idempotency key, which

@@ -2,11 +2,11 @@
  *
  * durable.c
  *	  Module entry point: settings, shared memory hooks and the registration
- *	  of the dispatcher background workers.
+ *	  of the dispatcher and submitter background workers.
  *
  * durable must be loaded through shared_preload_libraries: its dispatchers
- * are static background workers and it reserves shared memory for waking
- * them, both of which only the postmaster can set up.
+ * and submitters are static background workers and it reserves shared
+ * memory for waking them, both of which only the postmaster can set up.
  *
  * IDENTIFICATION
  *	  src/durable.c
@@ -24,11 +24,13 @@
 
 #include "durable.h"
 #include "shared_state.h"
+#include "submit_queue.h"
 
 PG_MODULE_MAGIC;
 
 char	   *durable_database = NULL;
 int			durable_workers = 2;
+int			durable_submitters = 2;
 int			durable_max_concurrent_invocations = 200;
 int			durable_retry_initial_interval_ms = 500;
 int			durable_retry_max_interval_ms = 60000;
@@ -70,6 +72,13 @@ define_settings(void)
 							NULL,
 							&durable_workers,
 							2, 1, DURABLE_MAX_WORKERS,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable.submitters",
+							gettext_noop("Number of submitter background workers, which commit the invocations of durable.call."),
+							gettext_noop("0: each durable.call starts a background worker of its own."),
+							&durable_submitters,
+							2, 0, DURABLE_MAX_SUBMITTERS,
 							PGC_POSTMASTER, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable.max_concurrent_invocations",
@@ -227,6 +236,28 @@ register_dispatchers(void)
 	}
 }
 
+static void
+register_submitters(void)
+{
+	for (int i = 0; i < durable_submitters; i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+			BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "durable");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "submitter_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "durable submitter %d", i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "durable submitter");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		worker.bgw_notify_pid = 0;
+		RegisterBackgroundWorker(&worker);
+	}
+}
+
 void
 _PG_init(void)
 {
@@ -256,5 +287,7 @@ _PG_init(void)
 				(errmsg("could not initialize libcurl")));
 
 	shared_state_register_hooks();
+	submit_queue_register_hooks();
 	register_dispatchers();
+	register_submitters();
 }

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #define DURABLE_MAX_WORKERS 16
+#define DURABLE_MAX_SUBMITTERS 16
 
 /* What happens when an invocation exhausts its retry attempts. */
 typedef enum RetryExhaustedAction
@@ -25,6 +26,7 @@ typedef enum RetryExhaustedAction
 
 extern char *durable_database;
 extern int	durable_workers;
+extern int	durable_submitters;
 extern int	durable_max_concurrent_invocations;
 extern int	durable_retry_initial_interval_ms;
 extern int	durable_retry_max_interval_ms;
@@ -46,5 +48,6 @@ extern char *durable_allowed_hosts;
 /* Entry points of our background workers (exported for the postmaster). */
 extern PGDLLEXPORT void dispatcher_main(Datum main_arg);
 extern PGDLLEXPORT void submitter_main(Datum main_arg);
+extern PGDLLEXPORT void submitter_once_main(Datum main_arg);
 
 #endif							/* DURABLE_H */

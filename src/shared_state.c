@@ -141,6 +141,17 @@ shared_state_dispatcher_start(int slot)
 	return shared ? &shared->dispatcher_start[slot] : &local;
 }
 
+bool
+shared_state_dispatcher_running(void)
+{
+	if (shared == NULL)
+		return false;
+	for (int i = 0; i < DURABLE_MAX_WORKERS; i++)
+		if (shared->dispatcher_latch[i] != NULL)
+			return true;
+	return false;
+}
+
 void
 shared_state_wake_dispatchers(void)
 {

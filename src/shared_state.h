@@ -31,6 +31,13 @@ typedef struct DispatcherStart
 
 extern DispatcherStart *shared_state_dispatcher_start(int slot);
 
+/*
+ * Whether some dispatcher is connected to durable.database (so it exists):
+ * the submitters connect only then, so that a missing database is reported
+ * by the dispatchers alone.
+ */
+extern bool shared_state_dispatcher_running(void);
+
 /* Wake every dispatcher now / when the current transaction commits. */
 extern void shared_state_wake_dispatchers(void);
 extern void shared_state_wake_dispatchers_at_commit(void);
