@@ -488,19 +488,7 @@ dispatcher_main(Datum main_arg)
 
 	connect_to_database();
 
-	/*
-	 * Name resolution must not depend on settings anyone else controls (ALTER
-	 * DATABASE / ROLE ... SET search_path): only PostgreSQL's catalog, and
-	 * every statement of ours qualifies durable's objects.
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	/* Our short transactions must never be cancelled by user settings. */
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	/* The state machine relies on a fresh snapshot per statement. */
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	durable_pin_worker_settings();
 
 	shared_state_attach_dispatcher(my_slot);
 	http_client_init();

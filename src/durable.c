@@ -214,10 +214,11 @@ define_settings(void)
 	MarkGUCPrefixReserved("durable");
 }
 
+/* count background workers of one kind, started once recovery is over. */
 static void
-register_dispatchers(void)
+register_workers(int count, const char *function, const char *type)
 {
-	for (int i = 0; i < durable_workers; i++)
+	for (int i = 0; i < count; i++)
 	{
 		BackgroundWorker worker;
 
@@ -227,35 +228,31 @@ register_dispatchers(void)
 		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 		worker.bgw_restart_time = 1;
 		snprintf(worker.bgw_library_name, BGW_MAXLEN, "durable");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "dispatcher_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "durable dispatcher %d", i);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "durable dispatcher");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+		snprintf(worker.bgw_name, BGW_MAXLEN, "%s %d", type, i);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
 		worker.bgw_main_arg = Int32GetDatum(i);
 		worker.bgw_notify_pid = 0;
 		RegisterBackgroundWorker(&worker);
 	}
 }
 
-static void
-register_submitters(void)
+void
+durable_pin_worker_settings(void)
 {
-	for (int i = 0; i < durable_submitters; i++)
-	{
-		BackgroundWorker worker;
-
-		memset(&worker, 0, sizeof(worker));
-		worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
-			BGWORKER_BACKEND_DATABASE_CONNECTION;
-		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-		worker.bgw_restart_time = 1;
-		snprintf(worker.bgw_library_name, BGW_MAXLEN, "durable");
-		snprintf(worker.bgw_function_name, BGW_MAXLEN, "submitter_main");
-		snprintf(worker.bgw_name, BGW_MAXLEN, "durable submitter %d", i);
-		snprintf(worker.bgw_type, BGW_MAXLEN, "durable submitter");
-		worker.bgw_main_arg = Int32GetDatum(i);
-		worker.bgw_notify_pid = 0;
-		RegisterBackgroundWorker(&worker);
-	}
+	/*
+	 * Name resolution must not depend on settings anyone else controls
+	 * (ALTER DATABASE / ROLE ... SET search_path): only PostgreSQL's
+	 * catalog, and every statement of ours qualifies durable's objects.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Our short transactions are never cancelled by user settings. */
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* The state machine relies on a fresh snapshot per statement. */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void
@@ -288,6 +285,6 @@ _PG_init(void)
 
 	shared_state_register_hooks();
 	submit_queue_register_hooks();
-	register_dispatchers();
-	register_submitters();
+	register_workers(durable_workers, "dispatcher_main", "durable dispatcher");
+	register_workers(durable_submitters, "submitter_main", "durable submitter");
 }

@@ -35,6 +35,13 @@ extern int	durable_retry_max_attempts;
 extern int	durable_retry_on_max_attempts;
 extern int	durable_inactivity_timeout_ms;
 extern bool durable_bidi;
+
+/*
+ * Pins, in a background worker, the settings its statements rely on:
+ * search_path, no statement/lock/idle timeouts, read committed.  Called
+ * once connected, before any SPI.
+ */
+extern void durable_pin_worker_settings(void);
 extern int	durable_stream_idle_timeout_ms;
 extern int	durable_abort_timeout_ms;
 extern int	durable_discovery_timeout_ms;

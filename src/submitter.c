@@ -215,16 +215,10 @@ submitter_main(Datum main_arg)
 	connect_to_database();
 
 	/*
-	 * Name resolution must not depend on settings anyone else controls
-	 * (ALTER DATABASE / ROLE ... SET search_path).  Cancelling a request is
-	 * its caller's business (its statement_timeout, its cancel), not ours.
+	 * Cancelling a request is its caller's business (its statement_timeout,
+	 * its cancel), not ours.
 	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-	SetConfigOption("default_transaction_isolation", "read committed",
-					PGC_SUSET, PGC_S_OVERRIDE);
+	durable_pin_worker_settings();
 
 	submit_queue_attach_submitter(index);
 	request_cxt = AllocSetContextCreate(TopMemoryContext, "durable submitter request",
